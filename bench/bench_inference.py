@@ -1,0 +1,69 @@
+"""Inference speed of the shipped configuration (prints figures; not a test).
+
+    python bench/bench_inference.py [--weights W] [--repeats N]
+
+Reports faces/s of ``predict_crops`` for several batch sizes and seconds per ``analyze`` call
+on a 1024 px photo with four faces, on cpu and, when present, cuda.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from face_mtl import FaceAnalyzer
+from face_mtl.images import load_image
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def four_face_photo(side: int = 1024) -> np.ndarray:
+    """examples/group.jpg (four faces) scaled so its longer side is ``side`` pixels."""
+    image = Image.fromarray(load_image(EXAMPLES / "group.jpg"))
+    scale = side / max(image.size)
+    return np.asarray(image.resize((round(image.width * scale), round(image.height * scale)), Image.BILINEAR))
+
+
+def timed(function, repeats: int) -> list[float]:
+    function()  # warm-up: first calls allocate and pick kernels
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    rng = np.random.default_rng(0)
+    for device in devices:
+        analyzer = FaceAnalyzer(weights=args.weights, device=device)
+        config = analyzer.config
+        print(f"\n[{device}] backbone {config.backbone}, input {config.input_size} px")
+        for crop_side, channels in ((48, 1), (config.input_size, 3)):
+            for batch in (32, 128, 512):
+                shape = (crop_side, crop_side) if channels == 1 else (crop_side, crop_side, 3)
+                crops = [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(batch)]
+                best = min(timed(lambda crops=crops: analyzer.predict_crops(crops), args.repeats))
+                print(f"predict_crops  {crop_side}x{crop_side}x{channels}  batch {batch:4d}: {batch / best:8.0f} faces/s")
+        photo = four_face_photo()
+        faces = analyzer.analyze(photo)
+        times = timed(lambda: analyzer.analyze(photo), args.repeats)
+        print(f"analyze {photo.shape[1]}x{photo.shape[0]} photo, {len(faces)} faces: "
+              f"median {statistics.median(times):.3f} s, best {min(times):.3f} s per call")
+
+
+if __name__ == "__main__":
+    main()

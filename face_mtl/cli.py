@@ -1,0 +1,155 @@
+"""The ``face-mtl`` command line: analyze, video, train, eval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line, exit code 2."""
+
+
+def _format_table(image: str, faces: list) -> str:
+    if not faces:
+        return f"{image}: no faces found"
+    lines = [f"{image}: {len(faces)} face(s)"]
+    header = f"{'#':>3} {'box (x1,y1,x2,y2)':<24} {'score':>5} {'emotion':<16} {'age':>5} {'gender':<13} ethnicity"
+    lines.append(header)
+    for i, face in enumerate(faces, 1):
+        box = ",".join(f"{v:.0f}" for v in face.box) if face.box else "-"
+        score = f"{face.score:.2f}" if face.score is not None else "-"
+        lines.append(
+            f"{i:>3} {box:<24} {score:>5} "
+            f"{face.emotion + f' {face.emotions[face.emotion]:.2f}':<16} {face.age:>5.1f} "
+            f"{face.gender + f' {face.genders[face.gender]:.2f}':<13} "
+            f"{face.ethnicity} {face.ethnicities[face.ethnicity]:.2f}"
+        )
+    return "\n".join(lines)
+
+
+def _analyzer(args: argparse.Namespace):
+    from .analyzer import FaceAnalyzer
+    from .weights import WeightsMismatchError, WeightsNotFoundError
+
+    try:
+        return FaceAnalyzer(weights=args.weights, device=args.device)
+    except (WeightsNotFoundError, WeightsMismatchError) as error:
+        raise CliError(str(error)) from None
+
+
+def _analyze_command(args: argparse.Namespace) -> int:
+    from .images import ImageLoadError, load_image
+
+    # Read every image first so a bad file fails fast, before the model loads.
+    images = []
+    for path in args.images:
+        try:
+            images.append((path, load_image(path)))
+        except ImageLoadError as error:
+            raise CliError(str(error)) from None
+    analyzer = _analyzer(args)
+    results = [(path, analyzer.analyze(image)) for path, image in images]
+    if args.json:
+        payload = [{"image": path, "faces": [f.to_dict() for f in faces]} for path, faces in results]
+        print(json.dumps(payload))
+    else:
+        print("\n\n".join(_format_table(path, faces) for path, faces in results))
+    return 0
+
+
+def _video_command(args: argparse.Namespace) -> int:
+    from .video import VideoError, analyze_video, write_annotated_video
+
+    analyzer = _analyzer(args)
+    try:
+        result = analyze_video(args.clip, analyzer, fps=args.fps)
+        if args.out:
+            write_annotated_video(args.clip, result, args.out)
+    except VideoError as error:
+        raise CliError(str(error)) from None
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(result.describe())
+    return 0
+
+
+def _train_command(args: argparse.Namespace) -> int:
+    from .train import TrainSettings, train
+
+    settings = TrainSettings.from_namespace(args)
+    train(settings)
+    return 0
+
+
+def _eval_command(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_weights
+
+    report = evaluate_weights(args.weights, data_dir=Path(args.data), cache_dir=Path(args.cache), device=args.device)
+    text = json.dumps(report, indent=2)
+    if args.out:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="face-mtl",
+        description="Facial expression, age, gender, ethnicity and identity from one lightweight CNN.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def model_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--weights", help="weights folder, model.safetensors or Hub repo id (default: bundled)")
+        sub.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+
+    analyze = commands.add_parser("analyze", help="analyze faces in images")
+    analyze.add_argument("images", nargs="+", metavar="IMAGE")
+    analyze.add_argument("--json", action="store_true", help="print one JSON list instead of tables")
+    model_options(analyze)
+    analyze.set_defaults(handler=_analyze_command)
+
+    video = commands.add_parser("video", help="track faces in a clip and time their emotions")
+    video.add_argument("clip", metavar="CLIP")
+    video.add_argument("--fps", type=float, help="frames sampled per second (default: automatic)")
+    video.add_argument("--json", action="store_true", help="print the result as JSON")
+    video.add_argument("--out", help="write an annotated mp4 here")
+    model_options(video)
+    video.set_defaults(handler=_video_command)
+
+    from .train import add_train_arguments
+
+    train = commands.add_parser("train", help="train the multi-task network (see MODEL_CARD.md)")
+    add_train_arguments(train)
+    train.set_defaults(handler=_train_command)
+
+    evaluate = commands.add_parser("eval", help="evaluate weights on the validation splits (JSON)")
+    evaluate.add_argument("--data", default="../shared/data", help="data folder (default ../shared/data)")
+    evaluate.add_argument("--cache", default=".cache", help="crop cache folder (default .cache)")
+    evaluate.add_argument("--out", help="also write the JSON report here")
+    model_options(evaluate)
+    evaluate.set_defaults(handler=_eval_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except CliError as error:
+        print(f"face-mtl: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("face-mtl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

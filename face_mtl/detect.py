@@ -1,0 +1,129 @@
+"""Face detection behind a small protocol; MTCNN (facenet-pytorch) is the default detector."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from .types import Detection
+
+# MTCNN gives boxes on clothing and background at about 0.7; real faces score above 0.95.
+DEFAULT_THRESHOLD = 0.9
+DEFAULT_MAX_FACES = 50
+DEFAULT_MIN_FACE_SIZE = 20
+# Larger photos are downscaled for detection only (boxes map back to original pixels):
+# MTCNN's image pyramid costs grow with the pixel count.
+DEFAULT_MAX_SIDE = 800
+
+
+class Detector(Protocol):
+    def detect(self, image: np.ndarray) -> list[Detection]: ...
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]: ...
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """``min_face_size`` is in pixels of the original image; faces beyond ``max_faces`` (the
+    smallest ones) are dropped; ``max_side`` caps the longer side of the detector's input."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    max_faces: int = DEFAULT_MAX_FACES
+    min_face_size: int = DEFAULT_MIN_FACE_SIZE
+    max_side: int = DEFAULT_MAX_SIDE
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in 0..1, got {self.threshold}")
+        if self.max_faces < 1:
+            raise ValueError(f"max_faces must be at least 1, got {self.max_faces}")
+        if self.min_face_size < 1 or self.max_side < 32:
+            raise ValueError("min_face_size must be >= 1 and max_side >= 32")
+
+
+def _as_float_array(value: object, shape_tail: tuple[int, ...]) -> np.ndarray:
+    # facenet-pytorch under numpy 2 returns object arrays (or None when nothing is found).
+    if value is None:
+        return np.zeros((0, *shape_tail), dtype=np.float32)
+    array = np.asarray(value)
+    if array.dtype == object:
+        if array.size == 0 or any(v is None for v in array.ravel()):
+            return np.zeros((0, *shape_tail), dtype=np.float32)
+        array = np.stack([np.asarray(v, dtype=np.float32) for v in array])
+    return array.astype(np.float32).reshape(-1, *shape_tail)
+
+
+def select_detections(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    landmarks: np.ndarray,
+    image_size: tuple[int, int],
+    scale: float,
+    settings: DetectorSettings,
+) -> list[Detection]:
+    """Map raw detector output (in detector pixels) to filtered, largest-first Detections.
+
+    ``image_size`` is (width, height) of the original image; ``scale`` is detector pixels per
+    original pixel. Boxes are clipped to the image.
+    """
+    width, height = image_size
+    found = []
+    for box, score, points in zip(boxes, scores, landmarks):
+        if not np.isfinite(score) or score < settings.threshold:
+            continue
+        x1, y1, x2, y2 = (float(v) / scale for v in box)
+        x1, y1 = max(0.0, x1), max(0.0, y1)
+        x2, y2 = min(float(width), x2), min(float(height), y2)
+        if min(x2 - x1, y2 - y1) < settings.min_face_size:
+            continue
+        points = tuple((float(x) / scale, float(y) / scale) for x, y in points)
+        found.append(Detection(box=(x1, y1, x2, y2), score=float(score), landmarks=points))
+    found.sort(key=lambda d: d.area, reverse=True)
+    return found[: settings.max_faces]
+
+
+class MTCNNDetector:
+    """facenet-pytorch's MTCNN with the project's defaults; thread-safe."""
+
+    def __init__(self, settings: DetectorSettings | None = None, device: str = "cpu") -> None:
+        from facenet_pytorch import MTCNN
+
+        self.settings = settings or DetectorSettings()
+        self._mtcnn = MTCNN(keep_all=True, device=device, min_face_size=self.settings.min_face_size)
+        self._lock = threading.Lock()
+
+    def _scale_for(self, image: np.ndarray) -> float:
+        return min(1.0, self.settings.max_side / max(image.shape[:2]))
+
+    def _prepare(self, image: np.ndarray, scale: float) -> np.ndarray:
+        if scale >= 1.0:
+            return image
+        height, width = image.shape[:2]
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        """Detect faces in HxWx3 uint8 RGB images that all have the same size (video frames)."""
+        if not images:
+            return []
+        scale = self._scale_for(images[0])
+        prepared = np.stack([self._prepare(image, scale) for image in images])
+        with self._lock:
+            # MTCNN's smallest face is in detector pixels; never below its 12-pixel P-Net window.
+            self._mtcnn.min_face_size = max(12, round(self.settings.min_face_size * scale))
+            boxes, scores, points = self._mtcnn.detect(prepared, landmarks=True)
+        height, width = images[0].shape[:2]
+        results = []
+        for b, s, p in zip(boxes, scores, points):
+            b, s, p = _as_float_array(b, (4,)), _as_float_array(s, ()), _as_float_array(p, (5, 2))
+            results.append(select_detections(b, s, p, (width, height), scale, self.settings))
+        return results
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Detect faces in one HxWx3 uint8 RGB image, largest first."""
+        return self.detect_batch([image])[0]

@@ -1,0 +1,160 @@
+"""Validation metrics (pure functions) and ``evaluate_weights`` behind ``face-mtl eval``.
+
+Protocols: FER+ majority vote (ties, unknown and not-a-face excluded); UTKFace age MAE,
+gender and ethnicity accuracy; identity verification accuracy on same/different pairs of
+people never trained on, with the threshold chosen by 10-fold cross-validation (LFW style).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import EMOTIONS
+
+VERIFICATION_PAIRS = 3000  # of each kind, same and different person
+
+
+def emotion_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Accuracy, per-class recall and confusion matrix (rows true, columns predicted).
+
+    ``probabilities`` N x 8 (EMOTIONS order); ``labels`` N EMOTIONS indices, -1 = excluded.
+    """
+    keep = labels >= 0
+    truth, predicted = labels[keep], probabilities[keep].argmax(axis=1)
+    k = len(EMOTIONS)
+    confusion = np.zeros((k, k), np.int64)
+    np.add.at(confusion, (truth, predicted), 1)
+    totals = confusion.sum(axis=1)
+    recall = {
+        EMOTIONS[c]: (float(confusion[c, c] / totals[c]) if totals[c] else None) for c in range(k)
+    }
+    return {
+        "accuracy": float((truth == predicted).mean()) if len(truth) else None,
+        "count": int(len(truth)),
+        "recall": recall,
+        "confusion": {"labels": list(EMOTIONS), "matrix": confusion.tolist()},
+    }
+
+
+def age_mae(predicted_years: np.ndarray, true_years: np.ndarray) -> float:
+    return float(np.abs(np.asarray(predicted_years) - np.asarray(true_years)).mean())
+
+
+def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    return float((np.asarray(probabilities).argmax(axis=1) == np.asarray(labels)).mean())
+
+
+def verification_pairs(identities: np.ndarray, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``count`` same-person and ``count`` different-person index pairs; (pairs P x 2, same P)."""
+    rng = np.random.default_rng(seed)
+    same = []
+    for identity in np.unique(identities):
+        members = np.flatnonzero(identities == identity)
+        if len(members) > 1:
+            i, j = np.triu_indices(len(members), k=1)
+            same.append(np.stack([members[i], members[j]], axis=1))
+    same_pairs = np.concatenate(same) if same else np.zeros((0, 2), np.int64)
+    if len(same_pairs) > count:
+        same_pairs = same_pairs[rng.choice(len(same_pairs), count, replace=False)]
+    different = []
+    while len(different) < len(same_pairs):
+        a, b = rng.integers(0, len(identities), 2)
+        if identities[a] != identities[b]:
+            different.append((a, b))
+    different_pairs = np.array(different, np.int64).reshape(-1, 2)
+    pairs = np.concatenate([same_pairs, different_pairs])
+    is_same = np.concatenate([np.ones(len(same_pairs), bool), np.zeros(len(different_pairs), bool)])
+    return pairs, is_same
+
+
+def best_threshold(similarities: np.ndarray, is_same: np.ndarray) -> float:
+    candidates = np.unique(similarities)
+    scores = [((similarities >= t) == is_same).mean() for t in candidates]
+    return float(candidates[int(np.argmax(scores))])
+
+
+def verification_accuracy(similarities: np.ndarray, is_same: np.ndarray, folds: int = 10, seed: int = 0) -> dict[str, float]:
+    """Accuracy of 'same person iff similarity >= threshold', the threshold fitted on the other folds."""
+    order = np.random.default_rng(seed).permutation(len(similarities))
+    correct = np.zeros(len(similarities), bool)
+    thresholds = []
+    for fold in np.array_split(order, folds):
+        rest = np.setdiff1d(order, fold)
+        threshold = best_threshold(similarities[rest], is_same[rest])
+        thresholds.append(threshold)
+        correct[fold] = (similarities[fold] >= threshold) == is_same[fold]
+    return {"accuracy": float(correct.mean()), "threshold": float(np.mean(thresholds)), "pairs": int(len(is_same))}
+
+
+def predict_cached(model, crops: np.ndarray, config, device: str = "cpu", batch: int = 256) -> dict[str, np.ndarray]:
+    """Network outputs for cached margin crops, seen through the tight (inference) box."""
+    from .model import predict
+    from .train.augment import eval_batch
+
+    parts = []
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(crops), batch):
+            chunk = torch.from_numpy(crops[start : start + batch])
+            x = eval_batch(chunk, config.input_size, config.mean, config.std).to(device)
+            if device != "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+            parts.append({k: v.cpu() for k, v in predict(model, x).items()})
+    return {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]}
+
+
+def evaluate_splits(model, config, splits: dict, device: str = "cpu") -> dict[str, Any]:
+    """Every validation metric from the *_val CropSets of ``build_splits``."""
+    from .train.datasets import ferplus_majority
+
+    fer = splits["ferplus_val"]
+    fer_out = predict_cached(model, fer.crops, config, device)
+    # Cached FER+ targets are normalised votes over the 8 emotions; the majority protocol
+    # also needs the unknown/not-face votes, which read_ferplus already used to drop images.
+    fer_labels = ferplus_majority(np.concatenate([fer.emotion, np.zeros((len(fer), 2), np.float32)], axis=1))
+    utk = splits["utk_val"]
+    utk_out = predict_cached(model, utk.crops, config, device)
+    celeba = splits["celeba_val"]
+    embeddings = predict_cached(model, celeba.crops, config, device)["embedding"]
+    pairs, is_same = verification_pairs(celeba.identity, VERIFICATION_PAIRS)
+    similarities = (embeddings[pairs[:, 0]] * embeddings[pairs[:, 1]]).sum(axis=1)
+    return {
+        "ferplus": emotion_metrics(fer_out["emotion"], fer_labels),
+        "utkface": {
+            "age_mae": age_mae(utk_out["age"], utk.age),
+            "gender_accuracy": accuracy(utk_out["gender"], utk.gender),
+            "ethnicity_accuracy": accuracy(utk_out["ethnicity"], utk.ethnicity),
+            "count": int(len(utk)),
+        },
+        "identity": {**verification_accuracy(similarities, is_same), "people": int(len(np.unique(celeba.identity)))},
+    }
+
+
+def headline(report: dict[str, Any]) -> dict[str, float]:
+    """The five figures the targets are stated in."""
+    return {
+        "ferplus_accuracy": report["ferplus"]["accuracy"],
+        "age_mae": report["utkface"]["age_mae"],
+        "gender_accuracy": report["utkface"]["gender_accuracy"],
+        "ethnicity_accuracy": report["utkface"]["ethnicity_accuracy"],
+        "verification_accuracy": report["identity"]["accuracy"],
+    }
+
+
+def evaluate_weights(weights, data_dir: Path, cache_dir: Path, device: str | None = None) -> dict[str, Any]:
+    """Load weights (path, Hub id or None for bundled) and report every metric as a dict."""
+    from .analyzer import default_device
+    from .train.datasets import build_splits
+    from .weights import load_model, resolve_weights
+
+    device = device or default_device()
+    folder = resolve_weights(weights)
+    model, config = load_model(folder, device=device)
+    splits = build_splits(Path(data_dir), Path(cache_dir), config.input_size)
+    report = evaluate_splits(model, config, splits, device)
+    return {"weights": str(folder), "backbone": config.backbone, "input_size": config.input_size,
+            "summary": headline(report), **report}

@@ -1,0 +1,63 @@
+"""The multi-task network: one timm backbone, one small head per task."""
+
+from __future__ import annotations
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+
+
+class UnknownBackboneError(ValueError):
+    pass
+
+
+class FaceMTLNet(nn.Module):
+    """Backbone features -> emotion, age, gender, ethnicity logits and a unit identity embedding.
+
+    Input: Nx3xSxS float tensor normalised with the config's mean/std (RGB).
+    ``forward`` returns raw outputs by head name (``embedding`` already L2-normalised).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if not timm.is_model(config.backbone):
+            raise UnknownBackboneError(
+                f"unknown timm backbone {config.backbone!r} (see timm.list_models())"
+            )
+        self.config = config
+        self.backbone = timm.create_model(config.backbone, pretrained=False, num_classes=0)
+        # Some backbones (MobileNetV4, MobileNetV3) widen pooled features in a head conv.
+        features = getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
+        self.dropout = nn.Dropout(config.dropout)
+        self.heads = nn.ModuleDict(
+            {name: nn.Linear(features, width) for name, width in config.head_sizes.items()}
+        )
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.backbone(x)
+        dropped = self.dropout(features)
+        outputs = {name: head(dropped) for name, head in self.heads.items() if name != "embedding"}
+        # The identity embedding sees undropped features: dropout noise hurts metric learning.
+        outputs["embedding"] = F.normalize(self.heads["embedding"](features).float(), dim=1)
+        return outputs
+
+
+def expected_age(age_logits: torch.Tensor) -> torch.Tensor:
+    """Expected value in years of the softmax distribution over ages 0..max_age (shape N)."""
+    years = torch.arange(age_logits.shape[1], dtype=torch.float32, device=age_logits.device)
+    return (age_logits.float().softmax(dim=1) * years).sum(dim=1)
+
+
+def predict(model: FaceMTLNet, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Probabilities (emotion, gender, ethnicity), age in years and embeddings, as float32."""
+    outputs = model(x)
+    return {
+        "emotion": outputs["emotion"].float().softmax(dim=1),
+        "gender": outputs["gender"].float().softmax(dim=1),
+        "ethnicity": outputs["ethnicity"].float().softmax(dim=1),
+        "age": expected_age(outputs["age"]),
+        "embedding": outputs["embedding"].float(),
+    }

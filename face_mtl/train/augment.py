@@ -1,0 +1,103 @@
+"""Batched augmentation on cached crops, one affine resample per batch (cheap on 2 cores).
+
+Cached crops hold the tight box inside a margin of CACHE_MARGIN on every side, so in the
+cache's normalised coordinates the tight box spans +-1/(1+2*margin). Scale and shift jitter
+move the sampling window around that box, as a real detector's boxes wander.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .datasets import CACHE_MARGIN
+
+TIGHT_EXTENT = 1.0 / (1.0 + 2.0 * CACHE_MARGIN)
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    scale: float = 0.1  # box size jitter, +- fraction
+    shift: float = 0.06  # box centre jitter, +- fraction of the box size
+    rotate_degrees: float = 8.0
+    flip: bool = True
+    brightness: float = 0.3
+    contrast: float = 0.3
+    saturation: float = 0.4
+    grayscale_p: float = 0.2
+
+
+def crops_to_float(crops_uint8: torch.Tensor) -> torch.Tensor:
+    """N x C x C x 3 uint8 -> N x 3 x C x C float in 0..1."""
+    return crops_uint8.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def resample(images: torch.Tensor, size: int, theta: torch.Tensor) -> torch.Tensor:
+    grid = F.affine_grid(theta, [images.shape[0], 3, size, size], align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def center_theta(n: int) -> torch.Tensor:
+    """Affine parameters that sample exactly the tight box (evaluation)."""
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = TIGHT_EXTENT
+    theta[:, 1, 1] = TIGHT_EXTENT
+    return theta
+
+
+def random_theta(n: int, settings: AugmentSettings, generator: torch.Generator) -> torch.Tensor:
+    def uniform(spread: float) -> torch.Tensor:
+        return (torch.rand(n, generator=generator) * 2 - 1) * spread
+
+    scale = TIGHT_EXTENT * (1 + uniform(settings.scale))
+    angle = uniform(math.radians(settings.rotate_degrees))
+    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0) if settings.flip else torch.ones(n)
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = cos * flip, -sin
+    theta[:, 1, 0], theta[:, 1, 1] = sin * flip, cos
+    theta[:, 0, 2] = uniform(settings.shift * 2 * TIGHT_EXTENT)
+    theta[:, 1, 2] = uniform(settings.shift * 2 * TIGHT_EXTENT)
+    return theta
+
+
+def jitter_colour(images: torch.Tensor, settings: AugmentSettings, generator: torch.Generator) -> torch.Tensor:
+    """Brightness, contrast, saturation jitter and random grayscale on N x 3 x S x S in 0..1."""
+    n = images.shape[0]
+
+    def factor(spread: float) -> torch.Tensor:
+        return (1 + (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * spread)
+
+    weights = torch.tensor(GRAY_WEIGHTS).view(1, 3, 1, 1)
+    images = images * factor(settings.brightness)
+    gray = (images * weights).sum(dim=1, keepdim=True)
+    images = (images - gray.mean(dim=(2, 3), keepdim=True)) * factor(settings.contrast) + gray.mean(
+        dim=(2, 3), keepdim=True
+    )
+    gray = (images * weights).sum(dim=1, keepdim=True)
+    images = (images - gray) * factor(settings.saturation) + gray
+    # FER+ is grayscale while users send colour photos: teach colour-blind features too.
+    to_gray = torch.rand(n, 1, 1, 1, generator=generator) < settings.grayscale_p
+    images = torch.where(to_gray, gray.expand_as(images), images)
+    return images.clamp_(0.0, 1.0)
+
+
+def normalise(images: torch.Tensor, mean, std) -> torch.Tensor:
+    return (images - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+
+def augment_batch(crops_uint8, size, mean, std, settings, generator) -> torch.Tensor:
+    """Random training views: N x C x C x 3 uint8 cached crops -> N x 3 x size x size normalised."""
+    images = crops_to_float(crops_uint8)
+    images = resample(images, size, random_theta(len(images), settings, generator))
+    return normalise(jitter_colour(images, settings, generator), mean, std)
+
+
+def eval_batch(crops_uint8, size, mean, std) -> torch.Tensor:
+    """The tight box of each cached crop, normalised: the inference view."""
+    images = crops_to_float(crops_uint8)
+    return normalise(resample(images, size, center_theta(len(images))), mean, std)

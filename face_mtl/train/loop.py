@@ -1,0 +1,259 @@
+"""The training loop: mixed multi-task batches, AdamW + cosine, EMA, atomic resumable checkpoints."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..config import ModelConfig
+from ..evaluate import evaluate_splits, headline
+from ..model import FaceMTLNet
+from ..weights import load_model, save_model
+from .augment import AugmentSettings, augment_batch
+from .datasets import CropSet, build_splits
+from .losses import CosFaceHead, multitask_loss
+from .settings import TrainSettings
+
+CHECKPOINT = "checkpoint.safetensors"
+STATE = "state.json"
+LABEL_FIELDS = ("emotion", "age", "gender", "ethnicity", "identity")
+
+
+class Cycler:
+    """Endless shuffled indices over a set, reshuffled at every pass (seeded)."""
+
+    def __init__(self, size: int, generator: torch.Generator) -> None:
+        self.size, self.generator = size, generator
+        self.order, self.position = torch.randperm(size, generator=generator), 0
+
+    def take(self, count: int) -> np.ndarray:
+        taken = []
+        while count > 0:
+            if self.position >= self.size:
+                self.order, self.position = torch.randperm(self.size, generator=self.generator), 0
+            chunk = self.order[self.position : self.position + count]
+            taken.append(chunk)
+            self.position += len(chunk)
+            count -= len(chunk)
+        return torch.cat(taken).numpy()
+
+
+def make_batch(parts: list[tuple[CropSet, np.ndarray]]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    crops = torch.from_numpy(np.concatenate([s.crops[i] for s, i in parts]))
+    labels = {f: torch.from_numpy(np.concatenate([getattr(s, f)[i] for s, i in parts])) for f in LABEL_FIELDS}
+    return crops, labels
+
+
+def emotion_class_weights(emotion_targets: np.ndarray, power: float) -> torch.Tensor:
+    """Weights ~ frequency ** -power, scaled so the average sample keeps weight 1."""
+    frequency = emotion_targets.sum(axis=0) / emotion_targets.sum()
+    weights = np.power(np.maximum(frequency, 1e-4), -power)
+    weights = weights / (weights * frequency).sum()
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def lr_factor(step: int, warmup: int, progress: float) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 1% as progress goes 0 -> 1."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def schedule_progress(step: int, total_steps: int, elapsed: float, budget_seconds: float) -> float:
+    """How far the run is, by steps or by wall time, whichever is further: the cosine
+    schedule then ends inside the time budget even when the CPU is shared."""
+    return max(step / max(1, total_steps), elapsed / budget_seconds)
+
+
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.lerp_(p, 1.0 - decay)
+        for e, b in zip(ema.buffers(), model.buffers()):
+            e.copy_(b)
+
+
+def _param_groups(model: torch.nn.Module, cosface: torch.nn.Module, weight_decay: float):
+    decay, no_decay = [], []
+    for p in list(model.parameters()) + list(cosface.parameters()):
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def save_checkpoint(run_dir: Path, modules: dict[str, torch.nn.Module], optimizer, state: dict[str, Any]) -> None:
+    """Weights, optimizer moments and RNG as safetensors + progress as JSON, each renamed into place."""
+    tensors = {f"{name}/{k}": v.detach().cpu().contiguous() for name, m in modules.items() for k, v in m.state_dict().items()}
+    optim_state = optimizer.state_dict()
+    for index, values in optim_state["state"].items():
+        for key, value in values.items():
+            tensors[f"optim/{index}/{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    tensors["rng/torch"] = torch.get_rng_state()
+    tmp = run_dir / (CHECKPOINT + ".tmp")
+    save_file(tensors, str(tmp))
+    tmp.replace(run_dir / CHECKPOINT)
+    state = {**state, "param_groups": [{k: v for k, v in g.items() if k != "params"} for g in optim_state["param_groups"]]}
+    tmp_state = run_dir / (STATE + ".tmp")
+    tmp_state.write_text(json.dumps(state, indent=1), encoding="utf-8")
+    tmp_state.replace(run_dir / STATE)
+
+
+def load_checkpoint(run_dir: Path, modules: dict[str, torch.nn.Module], optimizer) -> dict[str, Any]:
+    tensors = load_file(str(run_dir / CHECKPOINT))
+    state = json.loads((run_dir / STATE).read_text(encoding="utf-8"))
+    for name, module in modules.items():
+        prefix = f"{name}/"
+        module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    optim_state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim/"):
+            _, index, field = key.split("/")
+            optim_state.setdefault(int(index), {})[field] = value
+    groups = optimizer.state_dict()["param_groups"]
+    for group, saved in zip(groups, state["param_groups"]):
+        group.update(saved)
+    optimizer.load_state_dict({"state": optim_state, "param_groups": groups})
+    torch.set_rng_state(tensors["rng/torch"])
+    return state
+
+
+def _log(run_dir: Path, line: str) -> None:
+    print(line, flush=True)
+    with open(run_dir / "train.log", "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+
+
+def train(settings: TrainSettings) -> Path:
+    """Train (or resume) a run in ``settings.run_dir``; returns the exported weights folder."""
+    from tqdm import tqdm
+
+    from ..analyzer import default_device
+
+    device = settings.device or default_device()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    torch.manual_seed(settings.seed)
+    generator = torch.Generator().manual_seed(settings.seed)
+    run_dir = Path(settings.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    splits = build_splits(Path(settings.data_dir), Path(settings.cache_dir), settings.input_size)
+    fer, utk, celeba = splits["ferplus_train"], splits["utk_train"], splits["celeba_train"]
+    identities = int(celeba.identity.max()) + 1
+    if settings.init_weights:
+        model, config = load_model(settings.init_weights, device="cpu")
+        if config.input_size != settings.input_size:
+            raise ValueError(f"--init-weights has input size {config.input_size}, not {settings.input_size}")
+    else:
+        config = ModelConfig(backbone=settings.backbone, input_size=settings.input_size)
+        model = FaceMTLNet(config)
+    cosface = CosFaceHead(config.embedding_size, identities)
+    model.to(device).to(memory_format=torch.channels_last)
+    cosface.to(device)
+    ema = copy.deepcopy(model).eval()
+    optimizer = torch.optim.AdamW(_param_groups(model, cosface, settings.weight_decay), lr=settings.lr)
+    modules = {"model": model, "ema": ema, "cosface": cosface}
+
+    steps_per_epoch = len(fer) // settings.batch_emotion
+    if settings.max_steps:
+        steps_per_epoch = min(steps_per_epoch, settings.max_steps)
+    total_steps = steps_per_epoch * settings.epochs
+    warmup = round(settings.warmup_epochs * steps_per_epoch)
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "elapsed": 0.0, "history": []}
+    if (run_dir / STATE).exists():
+        state = load_checkpoint(run_dir, modules, optimizer)
+        _log(run_dir, f"resumed {run_dir} at epoch {state['epoch']}")
+    (run_dir / "settings.json").write_text(json.dumps(settings.to_dict(), indent=2), encoding="utf-8")
+
+    class_weights = emotion_class_weights(fer.emotion, settings.emotion_weight_power).to(device)
+    augment = AugmentSettings()
+    cyclers = {"utk": Cycler(len(utk), generator), "celeba": Cycler(len(celeba), generator)}
+    started = time.time() - state["elapsed"]
+    budget = settings.max_hours * 3600
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else torch.autocast("cpu", enabled=False)
+
+    while state["epoch"] < settings.epochs:
+        epoch = state["epoch"] + 1
+        model.train()
+        order = torch.randperm(len(fer), generator=generator).numpy()
+        sums: dict[str, float] = {}
+        progress = 0.0
+        epoch_start = time.time()
+        for step in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{settings.epochs}", unit="step", mininterval=30):
+            crops, labels = make_batch([
+                (fer, order[step * settings.batch_emotion : (step + 1) * settings.batch_emotion]),
+                (utk, cyclers["utk"].take(settings.batch_utk)),
+                (celeba, cyclers["celeba"].take(settings.batch_identity)),
+            ])
+            x = augment_batch(crops, config.input_size, config.mean, config.std, augment, generator)
+            x = x.to(device).contiguous(memory_format=torch.channels_last)
+            labels = {k: v.to(device) for k, v in labels.items()}
+            progress = schedule_progress(state["step"], total_steps, time.time() - started, budget)
+            if progress >= 1.0:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = settings.lr * lr_factor(state["step"], warmup, progress)
+            with autocast:
+                outputs = model(x)
+            losses = multitask_loss(outputs, labels, cosface, settings.loss_weights, class_weights)
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            update_ema(ema, model, settings.ema_decay if state["step"] > warmup else 0.9)
+            state["step"] += 1
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + float(value)
+        seconds = time.time() - epoch_start
+        steps_done = step + 1 if progress < 1.0 else step
+        report = evaluate_splits(ema, config, {k: v for k, v in splits.items() if k.endswith("_val")}, device)
+        state["epoch"], state["elapsed"] = epoch, time.time() - started
+        record = {
+            "epoch": epoch,
+            "train_loss": {k: round(v / max(1, steps_done), 4) for k, v in sums.items()},
+            "val": {k: round(v, 4) for k, v in headline(report).items()},
+            "lr": optimizer.param_groups[0]["lr"],
+            "steps": steps_done,
+            "images_per_s": round(steps_done * len(x) / seconds, 1),
+            "elapsed_min": round(state["elapsed"] / 60, 1),
+        }
+        state["history"].append(record)
+        _log(run_dir, json.dumps(record))
+        save_checkpoint(run_dir, modules, optimizer, state)
+        _export(ema, config, settings, state, report, splits, run_dir / "export")
+        if progress >= 1.0:
+            _log(run_dir, f"stopping in epoch {epoch}: --max-hours {settings.max_hours} reached")
+            break
+    exported = run_dir / "export"
+    if settings.export_dir:
+        exported = _export(ema, config, settings, state, None, splits, Path(settings.export_dir), copy_from=run_dir / "export")
+    return exported
+
+
+def _export(ema, config, settings, state, report, splits, folder: Path, copy_from: Path | None = None) -> Path:
+    """Save the EMA weights with a config that records how they were made and how they scored."""
+    if copy_from is not None:
+        config = ModelConfig.from_json(copy_from / "config.json")
+        return save_model(ema, config, folder)
+    training = {
+        "data": {
+            "ferplus_train": len(splits["ferplus_train"]),
+            "utkface_train": len(splits["utk_train"]),
+            "celeba_train": len(splits["celeba_train"]),
+            "celeba_train_identities": int(splits["celeba_train"].identity.max()) + 1,
+        },
+        "licences": "UTKFace and CelebA: non-commercial research only; FER2013 images: research use; FER+ labels: MIT",
+        "settings": settings.to_dict(),
+        "epochs_done": state["epoch"],
+        "elapsed_minutes": round(state["elapsed"] / 60, 1),
+        "history": state["history"],
+    }
+    metrics = {"validation": report, "summary": headline(report)} if report else {}
+    return save_model(ema, config.with_updates(training=training, metrics=metrics), folder)

@@ -1,0 +1,61 @@
+"""Masked multi-task losses: each sample contributes only the labels it has."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy against a target distribution (rows of ``target`` sum to 1)."""
+    log_probs = F.log_softmax(logits.float(), dim=1)
+    if class_weights is not None:
+        target = target * class_weights
+        target = target / target.sum(dim=1, keepdim=True).clamp_min(1e-8)
+    return -(target * log_probs).sum(dim=1).mean()
+
+
+def age_loss(logits: torch.Tensor, years: torch.Tensor, sigma: float = 2.5, l1_weight: float = 0.05) -> torch.Tensor:
+    """Distribution over whole years: CE against a Gaussian around the true age + L1 of the mean."""
+    bins = torch.arange(logits.shape[1], dtype=torch.float32, device=logits.device)
+    target = torch.exp(-0.5 * ((bins[None, :] - years[:, None]) / sigma) ** 2)
+    target = target / target.sum(dim=1, keepdim=True)
+    expected = (logits.float().softmax(dim=1) * bins).sum(dim=1)
+    return soft_cross_entropy(logits, target) + l1_weight * (expected - years).abs().mean()
+
+
+class CosFaceHead(nn.Module):
+    """Large-margin cosine classifier over unit embeddings (dropped at export)."""
+
+    def __init__(self, embedding_size: int, classes: int, scale: float = 30.0, margin: float = 0.35) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(classes, embedding_size) * 0.01)
+        self.scale, self.margin = scale, margin
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        cosine = F.linear(F.normalize(embeddings.float(), dim=1), F.normalize(self.weight, dim=1))
+        margins = F.one_hot(labels, cosine.shape[1]).float() * self.margin
+        return F.cross_entropy(self.scale * (cosine - margins), labels)
+
+
+def multitask_loss(outputs, batch, cosface: CosFaceHead, weights: dict[str, float], emotion_class_weights) -> dict[str, torch.Tensor]:
+    """Per-task losses over the samples that carry each label, and their weighted ``total``."""
+    losses: dict[str, torch.Tensor] = {}
+    has_emotion = batch["emotion"].sum(dim=1) > 0
+    if has_emotion.any():
+        losses["emotion"] = soft_cross_entropy(
+            outputs["emotion"][has_emotion], batch["emotion"][has_emotion], emotion_class_weights
+        )
+    has_age = ~torch.isnan(batch["age"])
+    if has_age.any():
+        losses["age"] = age_loss(outputs["age"][has_age], batch["age"][has_age])
+    for task in ("gender", "ethnicity"):
+        has = batch[task] >= 0
+        if has.any():
+            losses[task] = F.cross_entropy(outputs[task][has].float(), batch[task][has], label_smoothing=0.05)
+    has_identity = batch["identity"] >= 0
+    if has_identity.any():
+        losses["identity"] = cosface(outputs["embedding"][has_identity], batch["identity"][has_identity])
+    losses["total"] = sum(weights[name] * value for name, value in losses.items())
+    return losses

@@ -1,0 +1,67 @@
+"""Training settings: one frozen object, saved with every run."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    data_dir: str = "../shared/data"
+    cache_dir: str = ".cache"
+    run_dir: str = "runs/mtl"
+    export_dir: str | None = None  # also export the best weights here (e.g. face_mtl/assets)
+    init_weights: str | None = None  # continue from a weights folder (e.g. the shipped weights)
+    backbone: str = "mobilenetv4_conv_small"
+    input_size: int = 96
+    epochs: int = 14
+    max_hours: float = 2.0  # wall-time budget: the cosine schedule ends by then, whatever the epochs
+    max_steps: int | None = None  # per epoch; for smoke tests
+    lr: float = 3e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    ema_decay: float = 0.999
+    batch_emotion: int = 64
+    batch_utk: int = 48
+    batch_identity: int = 16
+    loss_emotion: float = 1.0
+    loss_age: float = 1.0
+    loss_gender: float = 0.5
+    loss_ethnicity: float = 0.5
+    loss_identity: float = 0.5
+    emotion_weight_power: float = 0.3  # class weights ~ frequency ** -power (imbalance handling)
+    seed: int = 0
+    device: str | None = None
+    threads: int | None = None
+
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        return {
+            "emotion": self.loss_emotion,
+            "age": self.loss_age,
+            "gender": self.loss_gender,
+            "ethnicity": self.loss_ethnicity,
+            "identity": self.loss_identity,
+        }
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace) -> "TrainSettings":
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """One --flag per TrainSettings field, defaults and types taken from the dataclass."""
+    defaults = TrainSettings()
+    for f in fields(TrainSettings):
+        default = getattr(defaults, f.name)
+        kind = {int: int, float: float}.get(type(default), str)
+        if f.type in ("int | None",):
+            kind = int
+        if f.type in ("float | None",):
+            kind = float
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=default,
+                            help=f"(default: {default})")

@@ -1,0 +1,124 @@
+"""The one place that reads and writes weight files or talks to the Hugging Face Hub.
+
+A model travels as a folder holding ``model.safetensors`` (a state dict) and ``config.json``
+(a ModelConfig). Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import ConfigError, ModelConfig
+from .model import FaceMTLNet
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+BUNDLED_DIR = Path(__file__).parent / "assets"
+HUB_REPO_ENV = "FACE_MTL_HUB_REPO"
+DEFAULT_HUB_REPO = "face-mtl/face-mtl-efficientnet"
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    pass
+
+
+class WeightsMismatchError(ConfigError):
+    pass
+
+
+def _is_weights_dir(path: Path) -> bool:
+    return (path / WEIGHTS_FILE).is_file() and (path / CONFIG_FILE).is_file()
+
+
+def _from_hub(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    # snapshot_download caches, and honours HF_HUB_OFFLINE by reading the cache only.
+    return Path(snapshot_download(repo_id, allow_patterns=[WEIGHTS_FILE, CONFIG_FILE]))
+
+
+def resolve_weights(weights: str | Path | None = None) -> Path:
+    """Find a weights folder: the explicit path, else the bundled weights, else the Hub.
+
+    ``weights`` may be a folder, a ``model.safetensors`` file (its config.json beside it) or a
+    Hub repo id ("owner/name"). Without it the bundled folder is used when present, else the
+    repo named by $FACE_MTL_HUB_REPO (default DEFAULT_HUB_REPO). Raises WeightsNotFoundError
+    listing every place tried.
+    """
+    tried: list[str] = []
+    if weights is not None:
+        path = Path(weights)
+        if path.is_file() and path.name.endswith(".safetensors"):
+            path = path.parent
+        if _is_weights_dir(path):
+            return path
+        tried.append(f"path {path} (no {WEIGHTS_FILE} + {CONFIG_FILE} there)")
+        if path.exists() or str(weights).count("/") != 1:
+            raise WeightsNotFoundError("no face_mtl weights found; tried: " + "; ".join(tried))
+        repos = [str(weights)]
+    else:
+        if _is_weights_dir(BUNDLED_DIR):
+            return BUNDLED_DIR
+        tried.append(f"bundled weights {BUNDLED_DIR}")
+        repos = [os.environ.get(HUB_REPO_ENV, DEFAULT_HUB_REPO)]
+    for repo in repos:
+        try:
+            folder = _from_hub(repo)
+        except Exception as error:  # any Hub failure (offline, missing repo) is reported below
+            tried.append(f"Hugging Face Hub repo {repo} ({type(error).__name__})")
+            continue
+        if _is_weights_dir(folder):
+            return folder
+        tried.append(f"Hugging Face Hub repo {repo} (files missing)")
+    raise WeightsNotFoundError("no face_mtl weights found; tried: " + "; ".join(tried))
+
+
+def save_model(model: FaceMTLNet, config: ModelConfig, folder: str | Path) -> Path:
+    """Write model.safetensors + config.json into ``folder`` (created if needed), atomically."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    tmp_weights = folder / (WEIGHTS_FILE + ".tmp")
+    tmp_config = folder / (CONFIG_FILE + ".tmp")
+    save_file(state, str(tmp_weights), metadata={"format": "pt"})
+    config.to_json(tmp_config)
+    tmp_weights.replace(folder / WEIGHTS_FILE)
+    tmp_config.replace(folder / CONFIG_FILE)
+    return folder
+
+
+def _check_heads(config: ModelConfig, state: dict[str, torch.Tensor], folder: Path) -> None:
+    for name, width in config.head_sizes.items():
+        key = f"heads.{name}.weight"
+        if key not in state:
+            raise WeightsMismatchError(f"{folder / WEIGHTS_FILE}: no '{name}' head ({key} missing)")
+        actual = state[key].shape[0]
+        if actual != width:
+            raise WeightsMismatchError(
+                f"{folder}: config.json gives the {name} head {width} outputs "
+                f"but {WEIGHTS_FILE} has {actual}"
+            )
+
+
+def load_model(weights: str | Path | None = None, device: str = "cpu") -> tuple[FaceMTLNet, ModelConfig]:
+    """Resolve, read and check weights; returns the model in eval mode on ``device``."""
+    folder = resolve_weights(weights)
+    config = ModelConfig.from_json(folder / CONFIG_FILE)
+    try:
+        state = load_file(str(folder / WEIGHTS_FILE))
+    except (SafetensorError, OSError) as error:
+        raise WeightsMismatchError(f"{folder / WEIGHTS_FILE}: unreadable ({error})") from error
+    _check_heads(config, state, folder)
+    model = FaceMTLNet(config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise WeightsMismatchError(
+            f"{folder}: weights do not fit backbone {config.backbone!r}: {str(error).splitlines()[0]}"
+        ) from error
+    return model.to(device).eval(), config

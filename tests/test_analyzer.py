@@ -1,0 +1,136 @@
+"""FaceAnalyzer on real photos: detection, ordering, EXIF, fields, batching, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from face_mtl import EMOTIONS, ETHNICITIES, FaceAnalyzer, ImageLoadError
+from face_mtl.images import load_image
+
+# Hand-marked points between the eyes and the mouth of each example face.
+ASTRONAUT_FACE_CENTRE = (224, 118)
+GRACE_FACE_CENTRE = (265, 230)
+
+
+def _contains(box, point) -> bool:
+    x1, y1, x2, y2 = box
+    return x1 <= point[0] <= x2 and y1 <= point[1] <= y2
+
+
+@pytest.fixture(scope="module")
+def analyzer(random_weights) -> FaceAnalyzer:
+    return FaceAnalyzer(weights=random_weights, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("photo", "centre", "width_range"),
+    [("astronaut_path", ASTRONAUT_FACE_CENTRE, (60, 130)), ("grace_hopper_path", GRACE_FACE_CENTRE, (120, 260))],
+)
+def test_one_face_boxed_where_the_face_is(analyzer, request, photo, centre, width_range):
+    faces = analyzer.analyze(request.getfixturevalue(photo))
+    assert len(faces) == 1
+    face = faces[0]
+    assert _contains(face.box, centre)
+    assert width_range[0] <= face.box[2] - face.box[0] <= width_range[1]
+    assert face.score > 0.95
+    assert len(face.landmarks) == 5 and all(_contains(face.box, p) for p in face.landmarks)
+
+
+def test_every_field_is_well_formed(analyzer, astronaut_path):
+    face = analyzer.analyze(astronaut_path)[0]
+    assert tuple(face.emotions) == EMOTIONS and face.emotion == max(face.emotions, key=face.emotions.get)
+    assert tuple(face.ethnicities) == ETHNICITIES
+    assert set(face.genders) == {"female", "male"} and face.gender in face.genders
+    for probabilities in (face.emotions, face.genders, face.ethnicities):
+        assert abs(sum(probabilities.values()) - 1.0) < 1e-5
+        assert all(0.0 <= p <= 1.0 for p in probabilities.values())
+    assert 0.0 <= face.age <= analyzer.config.max_age
+    assert face.embedding.dtype == np.float32 and face.embedding.shape == (analyzer.config.embedding_size,)
+    assert abs(float(np.linalg.norm(face.embedding)) - 1.0) < 1e-4
+    encoded = json.loads(json.dumps(face.to_dict()))
+    assert set(encoded) >= {"box", "score", "landmarks", "emotion", "emotions", "age", "gender", "ethnicity", "embedding"}
+
+
+def test_composite_gives_two_faces_largest_first(analyzer, two_face_composite, grace_hopper_path):
+    grace_width = load_image(grace_hopper_path).shape[1]
+    faces = analyzer.analyze(two_face_composite)
+    assert len(faces) == 2
+    areas = [(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in faces]
+    assert areas[0] > areas[1]
+    assert _contains(faces[0].box, GRACE_FACE_CENTRE)
+    shifted = (ASTRONAUT_FACE_CENTRE[0] + grace_width, ASTRONAUT_FACE_CENTRE[1])
+    assert _contains(faces[1].box, shifted)
+
+
+def test_inputs_path_pil_and_array_agree(analyzer, grace_hopper_path):
+    from_path = analyzer.analyze(grace_hopper_path)[0]
+    from_pil = analyzer.analyze(Image.open(grace_hopper_path))[0]
+    from_array = analyzer.analyze(np.asarray(Image.open(grace_hopper_path).convert("RGB")))[0]
+    np.testing.assert_allclose(from_path.box, from_pil.box)
+    np.testing.assert_allclose(from_path.box, from_array.box)
+    np.testing.assert_allclose(from_path.embedding, from_array.embedding, atol=1e-5)
+
+
+def test_exif_rotation_gives_the_matching_box(analyzer, grace_hopper_path, tmp_path):
+    upright = Image.open(grace_hopper_path).convert("RGB")
+    # Orientation 6: the viewer turns the stored pixels 90 degrees clockwise.
+    stored = upright.transpose(Image.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated_path = tmp_path / "rotated.jpg"
+    stored.save(rotated_path, exif=exif, quality=95)
+    assert load_image(rotated_path).shape == np.asarray(upright).shape
+    upright_box = analyzer.analyze(upright)[0].box
+    rotated_box = analyzer.analyze(rotated_path)[0].box
+    np.testing.assert_allclose(rotated_box, upright_box, atol=8)
+
+
+def test_max_faces_and_threshold_are_applied(random_weights, two_face_composite):
+    composite = two_face_composite
+    capped = FaceAnalyzer(weights=random_weights, device="cpu", max_faces=1)
+    assert len(capped.analyze(composite)) == 1
+    impossible = FaceAnalyzer(weights=random_weights, device="cpu", threshold=1.0)
+    assert impossible.analyze(composite) == []
+
+
+def test_no_face_gives_an_empty_list(analyzer):
+    gradient = np.tile(np.linspace(0, 255, 320, dtype=np.uint8), (240, 1))
+    assert analyzer.analyze(gradient) == []
+
+
+def test_predict_crops_batches_in_order(analyzer, astronaut_path, grace_hopper_path):
+    faces = [analyzer.analyze(p)[0] for p in (astronaut_path, grace_hopper_path)]
+    crops = [
+        np.asarray(Image.open(p).convert("RGB").crop(tuple(round(v) for v in f.box)))
+        for p, f in zip((astronaut_path, grace_hopper_path), faces)
+    ]
+    gray = np.asarray(Image.fromarray(crops[0]).convert("L").resize((48, 48)))
+    results = analyzer.predict_crops([crops[0], Image.fromarray(crops[1]), gray])
+    assert len(results) == 3 and all(r.box is None and r.score is None for r in results)
+    # A crop of the detected box gives (almost) the analyzer's own prediction.
+    for face, result in zip(faces, results[:2]):
+        assert float(face.embedding @ result.embedding) > 0.98
+    assert analyzer.predict_crops([]) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(b"\xff\xd8\xff\xe0 corrupt jpeg bytes", "corrupt"), (b"", "empty"), (b"just some text\n", "not an image")],
+)
+def test_unreadable_files_raise_a_clear_error(analyzer, tmp_path, content, problem):
+    path = tmp_path / "input.jpg"
+    path.write_bytes(content)
+    with pytest.raises(ImageLoadError) as error:
+        analyzer.analyze(path)
+    message = str(error.value)
+    assert str(path) in message
+    assert problem in message or "not an image" in message
+
+
+def test_missing_file_is_named(analyzer, tmp_path):
+    with pytest.raises(ImageLoadError, match="no such file"):
+        analyzer.analyze(tmp_path / "nope.png")

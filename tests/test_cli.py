@@ -1,0 +1,49 @@
+"""The face-mtl command line, run as a user would (a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "face_mtl", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_analyze_prints_a_table(astronaut_path, random_weights):
+    result = run_cli("analyze", str(astronaut_path), "--weights", str(random_weights), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "1 face(s)" in result.stdout
+    for column in ("box", "emotion", "age", "gender", "ethnicity"):
+        assert column in result.stdout
+
+
+def test_analyze_json_lists_every_image(astronaut_path, grace_hopper_path, random_weights):
+    result = run_cli("analyze", str(astronaut_path), str(grace_hopper_path), "--json", "--weights", str(random_weights))
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert [item["image"] for item in payload] == [str(astronaut_path), str(grace_hopper_path)]
+    for item in payload:
+        assert len(item["faces"]) == 1
+        face = item["faces"][0]
+        assert len(face["box"]) == 4 and len(face["landmarks"]) == 5
+        assert abs(sum(face["emotions"].values()) - 1) < 1e-3
+
+
+@pytest.mark.parametrize(("content", "problem"), [(b"", "empty file"), (b"hello\n", "not an image"), (b"\x89PNG\r\n\x1a\nbroken", "")])
+def test_bad_input_exits_2_with_one_line(tmp_path, content, problem, random_weights):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(content)
+    result = run_cli("analyze", str(bad), "--weights", str(random_weights))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0] and problem in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_weights_exit_2(astronaut_path, tmp_path):
+    result = run_cli("analyze", str(astronaut_path), "--weights", str(tmp_path))
+    assert result.returncode == 2 and "no face_mtl weights found" in result.stderr

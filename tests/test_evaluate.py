@@ -1,0 +1,57 @@
+"""Metrics against values computed by hand on a small fixture."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from face_mtl.config import EMOTIONS
+from face_mtl.evaluate import age_mae, emotion_metrics, verification_accuracy, verification_pairs
+from face_mtl.train.datasets import FERPLUS_COLUMNS, ferplus_majority, ferplus_votes_to_emotions
+
+
+def _votes(**counts) -> list[int]:
+    return [counts.get(column, 0) for column in FERPLUS_COLUMNS]
+
+
+def test_ferplus_majority_protocol():
+    votes = np.array([
+        _votes(happiness=7, neutral=3),  # happiness
+        _votes(sadness=5, neutral=5),  # tie: excluded
+        _votes(unknown=6, anger=4),  # unknown majority: excluded
+        _votes(not_face=9, fear=1),  # not a face: excluded
+        _votes(contempt=4, anger=3, disgust=3),  # contempt
+    ])
+    labels = ferplus_majority(votes)
+    assert labels.tolist() == [EMOTIONS.index("happiness"), -1, -1, -1, EMOTIONS.index("contempt")]
+    reordered = ferplus_votes_to_emotions(votes)
+    assert reordered[0, EMOTIONS.index("happiness")] == 7 and reordered[0, EMOTIONS.index("neutral")] == 3
+
+
+def test_emotion_accuracy_recall_and_confusion_by_hand():
+    happy, sad, neutral = EMOTIONS.index("happiness"), EMOTIONS.index("sadness"), EMOTIONS.index("neutral")
+    probabilities = np.zeros((5, 8))
+    probabilities[[0, 1, 2, 3, 4], [happy, happy, sad, neutral, happy]] = 1.0
+    labels = np.array([happy, sad, sad, neutral, -1])
+    metrics = emotion_metrics(probabilities, labels)
+    # 4 counted samples, 3 right (the -1 sample is excluded).
+    assert metrics["count"] == 4 and metrics["accuracy"] == 0.75
+    assert metrics["recall"]["sadness"] == 0.5 and metrics["recall"]["happiness"] == 1.0
+    assert metrics["recall"]["anger"] is None
+    matrix = np.array(metrics["confusion"]["matrix"])
+    assert matrix[sad, happy] == 1 and matrix[sad, sad] == 1 and matrix.sum() == 4
+
+
+def test_age_mae_by_hand():
+    assert age_mae(np.array([20.0, 30.0, 50.0]), np.array([25.0, 30.0, 40.0])) == 5.0
+
+
+def test_verification_pairs_and_accuracy():
+    identities = np.array([1, 1, 1, 2, 2, 3])
+    pairs, same = verification_pairs(identities, count=100)
+    # Same-person pairs: 3 of person 1 + 1 of person 2; as many different-person pairs.
+    assert same.sum() == 4 and (~same).sum() == 4
+    assert all((identities[a] == identities[b]) == s for (a, b), s in zip(pairs, same))
+    separable = np.where(same, 0.9, 0.1)
+    assert verification_accuracy(separable, same, folds=2)["accuracy"] == 1.0
+    # A similarity that says nothing: at best chance level on held-out folds.
+    assert verification_accuracy(np.full(len(same), 0.5), same, folds=2)["accuracy"] == 0.5

@@ -1,0 +1,107 @@
+"""A tiny end-to-end training run on data the test builds from the example photos."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from face_mtl import FaceAnalyzer
+from face_mtl.train import TrainSettings, train
+from face_mtl.train.datasets import FERPLUS_COLUMNS, split_of
+
+
+def _face_views(path: Path, box: tuple[int, int, int, int], count: int, size: int) -> list[np.ndarray]:
+    """``count`` shifted and flipped views of a face with margins, size x size RGB."""
+    image = Image.open(path).convert("RGB")
+    x1, y1, x2, y2 = box
+    views = []
+    for k in range(count):
+        dx, dy = (k % 3 - 1) * 4, (k // 3 % 3 - 1) * 4
+        view = image.crop((x1 + dx, y1 + dy, x2 + dx, y2 + dy)).resize((size, size))
+        views.append(np.asarray(view.transpose(Image.FLIP_LEFT_RIGHT) if k % 2 else view))
+    return views
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory, astronaut_path, grace_hopper_path) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    astronaut = _face_views(astronaut_path, (150, 30, 300, 200), 6, 200)
+    grace = _face_views(grace_hopper_path, (130, 70, 400, 390), 6, 200)
+    utk = root / "utkface" / "images"
+    utk.mkdir(parents=True)
+    names = []
+    for k, view in enumerate(astronaut + grace):
+        age, gender, race = (30, 1, 0) if k < 6 else (79, 1, 0)
+        # Alternate stems until both splits hold images.
+        stem = f"{age}_{gender}_{race}_2017010{k}"
+        names.append(stem)
+        Image.fromarray(view).save(utk / f"{stem}.jpg.chip.jpg", quality=95)
+    (utk / "badname.jpg.chip.jpg").write_bytes(b"not parsed")
+    assert {split_of(f"{n}.jpg.chip.jpg", 0.1) for n in names} >= {"train"}
+
+    votes = np.zeros((12, 10), np.uint8)
+    votes[:6, FERPLUS_COLUMNS.index("happiness")] = 8
+    votes[6:, FERPLUS_COLUMNS.index("surprise")] = 7
+    votes[:, FERPLUS_COLUMNS.index("neutral")] = 2
+    pixels = np.stack([np.asarray(Image.fromarray(v).convert("L").resize((48, 48))) for v in astronaut + grace])
+    (root / "ferplus").mkdir()
+    for split in ("train", "valid"):
+        np.savez(root / "ferplus" / f"{split}.npz", pixels=pixels, votes=votes,
+                 vote_columns=np.array(FERPLUS_COLUMNS), names=np.array([f"{i}.png" for i in range(12)]))
+
+    celeba = root / "celeba_ids"
+    (celeba / "images").mkdir(parents=True)
+    train_id = next(i for i in range(1, 500) if split_of(f"id{i}", 0.16) == "train")
+    val_ids = [i for i in range(1, 500) if split_of(f"id{i}", 0.16) == "val"][:2]
+    rows = []
+    for k, view in enumerate(astronaut + grace):
+        identity = [train_id, val_ids[0]][k % 2] if k < 6 else [train_id, val_ids[1]][k % 2]
+        name = f"{k:06d}.jpg"
+        Image.fromarray(view).resize((160, 160)).save(celeba / "images" / name)
+        rows.append({"file": name, "identity": identity})
+    with open(celeba / "identities.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["file", "identity"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+def test_tiny_training_lowers_loss_and_exports_loadable_weights(tiny_data, tmp_path):
+    settings = TrainSettings(
+        data_dir=str(tiny_data), cache_dir=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
+        backbone="mobilenetv4_conv_small", input_size=64, epochs=4, max_steps=3, lr=2e-3,
+        warmup_epochs=0.0, ema_decay=0.5, batch_emotion=4, batch_utk=4, batch_identity=4, device="cpu",
+    )
+    exported = train(settings)
+    history = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
+    assert len(history) == 4
+    assert history[-1]["train_loss"]["total"] < history[0]["train_loss"]["total"]
+    assert set(history[-1]["val"]) == {"ferplus_accuracy", "age_mae", "gender_accuracy",
+                                       "ethnicity_accuracy", "verification_accuracy"}
+    # Crops were cached once: the cache holds every split.
+    assert len(list((tmp_path / "cache" / "crops64").glob("*.npz"))) == 6
+
+    analyzer = FaceAnalyzer(weights=exported, device="cpu")
+    assert analyzer.config.input_size == 64
+    assert analyzer.config.training["epochs_done"] == 4
+    faces = analyzer.predict_crops([np.zeros((48, 48), np.uint8)])
+    assert len(faces) == 1 and abs(sum(faces[0].emotions.values()) - 1) < 1e-5
+
+
+def test_training_resumes_from_its_checkpoint(tiny_data, tmp_path):
+    common = dict(
+        data_dir=str(tiny_data), cache_dir=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
+        backbone="mobilenetv4_conv_small", input_size=64, max_steps=2, warmup_epochs=0.0,
+        batch_emotion=4, batch_utk=4, batch_identity=4, device="cpu",
+    )
+    train(TrainSettings(epochs=1, **common))
+    train(TrainSettings(epochs=2, **common))
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "resumed" in log
+    epochs = [json.loads(line)["epoch"] for line in log.splitlines() if line.startswith("{")]
+    assert epochs == [1, 2]

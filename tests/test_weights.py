@@ -1,0 +1,75 @@
+"""Weights travel as model.safetensors + config.json; nothing is unpickled."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from face_mtl import FaceAnalyzer, WeightsMismatchError, WeightsNotFoundError
+from face_mtl.config import ConfigError, ModelConfig
+from face_mtl.model import FaceMTLNet, UnknownBackboneError, predict
+from face_mtl.weights import load_model, resolve_weights, save_model
+
+
+def test_round_trip_gives_identical_outputs(tmp_path):
+    torch.manual_seed(1)
+    config = ModelConfig(backbone="mobilenetv4_conv_small", input_size=64)
+    model = FaceMTLNet(config).eval()
+    save_model(model, config, tmp_path)
+    loaded, loaded_config = load_model(tmp_path)
+    assert loaded_config == config
+    x = torch.randn(3, 3, 64, 64)
+    with torch.inference_mode():
+        before, after = predict(model, x), predict(loaded, x)
+    for key in before:
+        assert torch.equal(before[key], after[key]), key
+
+
+def test_safetensors_file_path_is_accepted(random_weights):
+    assert resolve_weights(random_weights / "model.safetensors") == random_weights
+
+
+def test_label_count_mismatch_is_a_clear_error(random_weights, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(random_weights, broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["emotions"] = config["emotions"][:7]
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(WeightsMismatchError, match="emotion head 7 outputs but model.safetensors has 8"):
+        load_model(broken)
+
+
+def test_wrong_backbone_is_a_clear_error(random_weights, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(random_weights, broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["backbone"] = "resnet18"
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(WeightsMismatchError, match="do not fit backbone 'resnet18'"):
+        load_model(broken)
+
+
+def test_unknown_backbone_and_fields_are_refused():
+    with pytest.raises(UnknownBackboneError):
+        FaceMTLNet(ModelConfig(backbone="no_such_net"))
+    with pytest.raises(ConfigError, match="unknown config fields: colour"):
+        ModelConfig.from_dict({"colour": "blue"})
+
+
+def test_missing_weights_list_everything_tried(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsNotFoundError, match="tried: path"):
+        resolve_weights(tmp_path)
+    with pytest.raises(WeightsNotFoundError, match="Hugging Face Hub repo nobody/nothing"):
+        resolve_weights("nobody/nothing")
+
+
+def test_bundled_weights_load_with_no_arguments():
+    analyzer = FaceAnalyzer(device="cpu")
+    assert analyzer.config.input_size >= 32
+    faces = analyzer.predict_crops([np.full((48, 48), 128, np.uint8)])
+    assert abs(float(np.linalg.norm(faces[0].embedding)) - 1) < 1e-4
