@@ -64,12 +64,20 @@ def _analyze_command(args: argparse.Namespace) -> int:
 
 
 def _video_command(args: argparse.Namespace) -> int:
-    from .video import VideoError, analyze_video, write_annotated_video
+    from .video import VideoError, analyze_video, check_duration, probe_video
 
+    max_duration = None if args.max_duration <= 0 else args.max_duration
+    try:
+        # Bad input fails fast, before the model loads.
+        check_duration(probe_video(args.clip), max_duration)
+    except VideoError as error:
+        raise CliError(str(error)) from None
     analyzer = _analyzer(args)
     try:
-        result = analyze_video(args.clip, analyzer, fps=args.fps)
+        result = analyze_video(args.clip, analyzer, fps=args.fps, max_duration=max_duration)
         if args.out:
+            from .video import write_annotated_video
+
             write_annotated_video(args.clip, result, args.out)
     except VideoError as error:
         raise CliError(str(error)) from None
@@ -91,7 +99,10 @@ def _train_command(args: argparse.Namespace) -> int:
 def _eval_command(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_weights
 
-    report = evaluate_weights(args.weights, data_dir=Path(args.data), cache_dir=Path(args.cache), device=args.device)
+    report = evaluate_weights(
+        args.weights, data_dir=Path(args.data), cache_dir=Path(args.cache), device=args.device,
+        pipeline=not args.no_pipeline,
+    )
     text = json.dumps(report, indent=2)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
@@ -121,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--fps", type=float, help="frames sampled per second (default: automatic)")
     video.add_argument("--json", action="store_true", help="print the result as JSON")
     video.add_argument("--out", help="write an annotated mp4 here")
+    video.add_argument("--max-duration", type=float, default=60.0,
+                       help="refuse longer clips, in seconds; 0 = no limit (default: 60)")
     model_options(video)
     video.set_defaults(handler=_video_command)
 
@@ -134,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", default="../shared/data", help="data folder (default ../shared/data)")
     evaluate.add_argument("--cache", default=".cache", help="crop cache folder (default .cache)")
     evaluate.add_argument("--out", help="also write the JSON report here")
+    evaluate.add_argument("--no-pipeline", action="store_true",
+                          help="skip the whole-pipeline check (FER+ via predict_crops, UTKFace via analyze)")
     model_options(evaluate)
     evaluate.set_defaults(handler=_eval_command)
     return parser

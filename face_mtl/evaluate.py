@@ -145,9 +145,50 @@ def headline(report: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def evaluate_weights(weights, data_dir: Path, cache_dir: Path, device: str | None = None) -> dict[str, Any]:
+def evaluate_pipeline(analyzer, data_dir: Path, val_fraction: float = 0.1) -> dict[str, Any]:
+    """The shipped pipeline as users call it: FER+ validation images (48x48 grayscale) through
+    ``predict_crops``, and UTKFace validation photos (with margins) through ``analyze``, so
+    detection is part of it. A UTKFace photo with no face found counts as a miss."""
+    from tqdm import tqdm
+
+    from .train.datasets import ferplus_majority, list_utkface, split_of
+
+    with np.load(Path(data_dir) / "ferplus" / "valid.npz") as data:
+        pixels, votes = data["pixels"], data["votes"]
+    labels = ferplus_majority(votes)
+    keep = np.flatnonzero(labels >= 0)
+    faces = analyzer.predict_crops(list(pixels[keep]))
+    emotion = np.array([[f.emotions[e] for e in EMOTIONS] for f in faces])
+    fer_accuracy = float((emotion.argmax(axis=1) == labels[keep]).mean())
+
+    items = [i for i in list_utkface(Path(data_dir) / "utkface" / "images") if split_of(i[0].name, val_fraction) == "val"]
+    found, ages, genders, races = [], [], [], []
+    for path, (age, gender, race) in tqdm(items, desc="UTKFace through analyze", unit="img"):
+        result = analyzer.analyze(path)
+        found.append(bool(result))
+        if result:
+            ages.append((result[0].age, age))
+            genders.append(result[0].gender == ("female" if gender == 1 else "male"))
+            races.append(analyzer.config.ethnicities.index(result[0].ethnicity) == race)
+    ages_array = np.array(ages)
+    return {
+        "ferplus_predict_crops_accuracy": fer_accuracy,
+        "ferplus_count": int(len(keep)),
+        "utkface_analyze": {
+            "photos": len(items),
+            "face_found_rate": float(np.mean(found)),
+            "age_mae": age_mae(ages_array[:, 0], ages_array[:, 1]),
+            "gender_accuracy": float(np.mean(genders)),
+            "ethnicity_accuracy": float(np.mean(races)),
+        },
+    }
+
+
+def evaluate_weights(
+    weights, data_dir: Path, cache_dir: Path, device: str | None = None, pipeline: bool = True
+) -> dict[str, Any]:
     """Load weights (path, Hub id or None for bundled) and report every metric as a dict."""
-    from .analyzer import default_device
+    from .analyzer import FaceAnalyzer, default_device
     from .train.datasets import build_splits
     from .weights import load_model, resolve_weights
 
@@ -156,5 +197,8 @@ def evaluate_weights(weights, data_dir: Path, cache_dir: Path, device: str | Non
     model, config = load_model(folder, device=device)
     splits = build_splits(Path(data_dir), Path(cache_dir), config.input_size)
     report = evaluate_splits(model, config, splits, device)
-    return {"weights": str(folder), "backbone": config.backbone, "input_size": config.input_size,
-            "summary": headline(report), **report}
+    result = {"weights": str(folder), "backbone": config.backbone, "input_size": config.input_size,
+              "summary": headline(report), **report}
+    if pipeline:
+        result["pipeline"] = evaluate_pipeline(FaceAnalyzer(weights=folder, device=device), Path(data_dir))
+    return result

@@ -210,7 +210,7 @@ def train(settings: TrainSettings) -> Path:
             update_ema(ema, model, settings.ema_decay if state["step"] > warmup else 0.9)
             state["step"] += 1
             for name, value in losses.items():
-                sums[name] = sums.get(name, 0.0) + float(value)
+                sums[name] = sums.get(name, 0.0) + float(value.detach())
         seconds = time.time() - epoch_start
         steps_done = step + 1 if progress < 1.0 else step
         report = evaluate_splits(ema, config, {k: v for k, v in splits.items() if k.endswith("_val")}, device)

@@ -1,0 +1,120 @@
+"""The Gradio app's handlers and texts; ``app.py`` at the repository root only wires them up.
+
+Serving limits live here so that the app and its tests agree on them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from ..config import ModelConfig
+
+# One CPU process serves everyone: a few requests at a time, a bounded waiting line, and no
+# upload bigger than a phone camera's largest JPEGs.
+QUEUE_CONCURRENCY = 2
+QUEUE_MAX_SIZE = 32
+MAX_FILE_SIZE = "25mb"
+# Gradio's cache (uploads, outputs) is swept every 30 minutes of files older than an hour.
+DELETE_CACHE = (1800, 3600)
+
+F = TypeVar("F", bound=Callable)
+
+
+def on_gpu(fn: F, duration: int | None = None) -> F:
+    """``fn`` under ``spaces.GPU`` when the ``spaces`` package is importable (Hugging Face
+    ZeroGPU, where a GPU is attached only inside such calls), else ``fn`` unchanged."""
+    try:
+        import spaces
+    except ImportError:
+        return fn
+    return spaces.GPU(duration=duration)(fn) if duration else spaces.GPU(fn)
+
+
+def example_clips(folder: str | Path) -> list[str]:
+    """Video example paths in ``folder`` (mp4, webm, mov), sorted by name."""
+    suffixes = (".mp4", ".webm", ".mov")
+    return sorted(str(p) for p in Path(folder).glob("*") if p.suffix.lower() in suffixes)
+
+
+def _is_placeholder(config: ModelConfig) -> bool:
+    note = str(config.training.get("note", ""))
+    return "placeholder" in note.lower() or not config.metrics
+
+
+def about_markdown(config: ModelConfig, model_card_url: str = "MODEL_CARD.md") -> str:
+    """The About text: the models, their training data and licences, and what the attributes
+    mean and do not mean. ``config`` is the loaded model's; ``model_card_url`` the card's link."""
+    warning = ""
+    if _is_placeholder(config):
+        warning = (
+            "> **Note:** the weights loaded here carry no evaluation metrics "
+            f"({config.training.get('note', 'untrained')}), so their predictions are not meaningful.\n\n"
+        )
+    side = config.input_size
+    return f"""## About
+
+{warning}**What runs.** Faces are found by **MTCNN** (the `facenet-pytorch` implementation). Each face
+is cropped and resized to {side}×{side} pixels, and **one lightweight CNN** (`{config.backbone}`
+backbone with one small head per task, in the style of HSEmotion) predicts:
+
+- **expression**: one of {len(config.emotions)} labels ({", ".join(config.emotions)});
+- **age**: an apparent age in years, the mean of a predicted distribution over 0–{config.max_age};
+- **gender**: {" / ".join(config.genders)};
+- **ethnicity**: {", ".join(config.ethnicities)};
+- an **identity embedding** ({config.embedding_size} numbers, in the JSON download only) for comparing faces.
+
+**Training data and licences.**
+
+| Output | Trained on | Terms |
+|---|---|---|
+| expression | FER2013 images with the FER+ relabelling (10 annotators per image) | FER2013: research use (Kaggle challenge data); FER+ labels: MIT licence |
+| age, gender, ethnicity | UTKFace | non-commercial research use only |
+| identity embedding | CelebA identities | non-commercial research use only |
+| face detector | MTCNN weights shipped with facenet-pytorch | see facenet-pytorch |
+
+Because of these datasets' terms, **the model weights are for non-commercial research use only**
+(the code is Apache-2.0). Details, evaluation results and known limitations are in the
+[model card (MODEL_CARD.md)]({model_card_url}).
+
+**What the attributes mean, and what they do not.** Every output is an *estimate of appearance*
+in this one photo, learned from how annotators labelled other photos. None of them is a fact
+about the person.
+
+- *Expression* says which labelled facial expression the face looks most like. It is not what
+  the person feels: people smile when sad and look neutral when happy.
+- *Age* is apparent age. Errors of several years are normal, and larger for children, older
+  people, heavy make-up, poor light and low resolution.
+- *Gender* is the binary label UTKFace's annotators gave to a face's appearance. It is not the
+  person's gender identity or sex.
+- *Ethnicity* is one of UTKFace's five coarse appearance categories ("others" merges many
+  groups). It is not ancestry, nationality or how the person identifies.
+- Probabilities are the model's confidence, not a guarantee, and accuracy differs between
+  groups of people (see the model card).
+
+Do not use these outputs to make decisions about people (hiring, admission, policing, access,
+credit, or anything similar). Uploaded photos and results are not kept: the server deletes its
+temporary copies after about an hour.
+"""
+
+
+EXPORT_MAX_AGE_S = 3600
+
+
+def fresh_export_folder(kind: str) -> Path:
+    """A new empty folder under the temp dir for one request's downloads (``kind``: photo,
+    video). Exports are only needed until Gradio has copied them: older ones are dropped."""
+    root = Path(tempfile.gettempdir()) / f"face_mtl_{kind}"
+    root.mkdir(exist_ok=True)
+    cutoff = time.time() - EXPORT_MAX_AGE_S
+    for old in root.iterdir():
+        if old.stat().st_mtime < cutoff:
+            shutil.rmtree(old, ignore_errors=True)
+    folder = root / uuid.uuid4().hex
+    folder.mkdir()
+    return folder

@@ -1,0 +1,92 @@
+"""A real ``python app.py`` on a free loopback port, for the browser and API tests.
+
+Import the ``app_server`` fixture into a test module (``from app_server import app_server``).
+Everything stays offline: analytics off, Hub offline, Gradio's caches under a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 300  # importing torch and loading two models on a busy 2-core machine
+
+
+@dataclass(frozen=True)
+class AppServer:
+    url: str  # e.g. http://127.0.0.1:54321/
+    log: Path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def offline_env(tmp: Path, port: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        GRADIO_SERVER_NAME="127.0.0.1",
+        GRADIO_SERVER_PORT=str(port),
+        GRADIO_ANALYTICS_ENABLED="False",
+        GRADIO_EXAMPLES_CACHE=str(tmp / "examples_cache"),
+        GRADIO_TEMP_DIR=str(tmp / "gradio_tmp"),
+        HF_HUB_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+    )
+    return env
+
+
+def _wait_until_up(process: subprocess.Popen, url: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"app.py exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(1)
+    pytest.fail(f"app.py did not answer on {url} within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory) -> AppServer:
+    """``python app.py`` serving on a free loopback port for the whole test module."""
+    tmp = tmp_path_factory.mktemp("app_server")
+    port = free_port()
+    log = tmp / "server.log"
+    url = f"http://127.0.0.1:{port}/"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py")],
+            cwd=tmp,  # the app must not depend on the working directory
+            env=offline_env(tmp, port),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_until_up(process, url, log)
+        yield AppServer(url=url, log=log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,196 @@
+"""The app's handlers on the example photos, and the app's wiring (no server, no browser).
+
+Predictions of the bundled weights are not asserted, only structure and counts; face counts
+come from the real detector.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import types
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+from PIL import Image
+
+from face_mtl import FaceAnalyzer
+from face_mtl.config import EMOTIONS
+from face_mtl.render.photo import TABLE_COLUMNS
+from face_mtl.ui import QUEUE_CONCURRENCY, QUEUE_MAX_SIZE, about_markdown, example_clips, on_gpu
+from face_mtl.ui import photo as photo_ui
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+EXPECTED_FACES = {"astronaut.png": 1, "grace_hopper.jpg": 1, "group.jpg": 4}
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # building Blocks would otherwise phone home
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> FaceAnalyzer:
+    return FaceAnalyzer(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def analyze_image(analyzer):
+    return photo_ui.make_analyze_image(analyzer)
+
+
+@pytest.fixture(scope="module")
+def outputs(analyze_image):
+    """Handler outputs for every example photo (each photo analysed once)."""
+    return {name: analyze_image(str(EXAMPLES / name)) for name in EXPECTED_FACES}
+
+
+@pytest.fixture()
+def faceless_path(tmp_path) -> Path:
+    """A smooth colour gradient with noise: no face anywhere."""
+    y, x = np.mgrid[0:240, 0:320]
+    noise = np.random.default_rng(0).normal(0, 8, (240, 320, 3))
+    image = np.stack([x * 0.7, y, np.full_like(x, 128)], axis=-1) + noise
+    path = tmp_path / "gradient.png"
+    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("name", list(EXPECTED_FACES))
+def test_handler_outputs_on_example_photos(outputs, name):
+    annotated, table, chart, results = outputs[name]
+    count = EXPECTED_FACES[name]
+    with Image.open(EXAMPLES / name) as photo:
+        width, height = photo.size
+    assert isinstance(annotated, np.ndarray) and annotated.dtype == np.uint8
+    assert annotated.shape == (height, width, 3)
+    assert isinstance(table, pd.DataFrame) and list(table.columns) == list(TABLE_COLUMNS)
+    assert table["face"].tolist() == list(range(1, count + 1))
+    assert isinstance(chart, go.Figure) and len(chart.data) == len(EMOTIONS)
+    assert all(len(trace.y) == count for trace in chart.data)
+    assert results["count"] == count and results["image"] == {"width": width, "height": height}
+    json.dumps(results)  # JSON-serialisable as the API returns it
+    for face, row in zip(results["faces"], table.itertuples(index=False), strict=True):
+        x1, y1, x2, y2 = face["box"]
+        assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+        assert row[TABLE_COLUMNS.index("emotion")] == face["emotion"]
+        assert sum(face["emotions"].values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_group_photo_faces_are_numbered_largest_first(outputs):
+    _, table, _, results = outputs["group.jpg"]
+    areas = [(f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]) for f in results["faces"]]
+    assert areas == sorted(areas, reverse=True)
+    assert table["face"].tolist() == [f["face"] for f in results["faces"]] == [1, 2, 3, 4]
+
+
+def test_annotated_photo_differs_from_the_original(outputs):
+    annotated = outputs["astronaut.png"][0]
+    original = np.asarray(Image.open(EXAMPLES / "astronaut.png").convert("RGB"))
+    assert (annotated != original).any(axis=2).mean() > 0.001
+
+
+def test_no_face_gives_a_clear_message(analyze_image, faceless_path):
+    with pytest.raises(gr.Error, match="No face found"):
+        analyze_image(str(faceless_path))
+
+
+def test_missing_and_unreadable_inputs_give_clear_messages(analyze_image, tmp_path):
+    with pytest.raises(gr.Error, match="Add a photo first"):
+        analyze_image(None)
+    not_an_image = tmp_path / "notes.jpg"
+    not_an_image.write_text("hello")
+    with pytest.raises(gr.Error, match="Could not read this file as a photo: notes.jpg") as caught:
+        analyze_image(str(not_an_image))
+    assert str(tmp_path) not in caught.value.message  # no server paths in user messages
+
+
+def test_oversized_photos_are_refused_before_decoding(analyze_image, monkeypatch):
+    monkeypatch.setattr(photo_ui, "MAX_PIXELS", 100_000)
+    with pytest.raises(gr.Error, match="megapixels"):
+        analyze_image(str(EXAMPLES / "astronaut.png"))
+
+
+def test_export_results_writes_json_and_csv(outputs):
+    results = outputs["group.jpg"][3]
+    json_path, csv_path = photo_ui.export_results(results)
+    assert Path(json_path).name == "face_mtl_results.json" and Path(csv_path).suffix == ".csv"
+    assert json.loads(Path(json_path).read_text())["count"] == 4
+    assert len(pd.read_csv(csv_path)) == 4
+    assert photo_ui.export_results(None) is None
+    assert photo_ui.export_results({"faces": []}) is None
+
+
+def test_clear_outputs_match_the_outputs():
+    image, table, chart, results = photo_ui.clear_outputs()
+    assert image is None and chart is None and results is None
+    assert table.empty and list(table.columns) == list(TABLE_COLUMNS)
+
+
+def test_example_photos_lead_with_the_group_photo():
+    paths = photo_ui.example_photos(EXAMPLES)
+    assert [Path(p).name for p in paths[:3]] == ["group.jpg", "astronaut.png", "grace_hopper.jpg"]
+
+
+def test_example_clips_are_videos_only(tmp_path):
+    for name in ("b.mp4", "a.webm", "still.png", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert [Path(p).name for p in example_clips(tmp_path)] == ["a.webm", "b.mp4"]
+
+
+def test_about_text_names_data_licences_and_model_card(analyzer):
+    text = about_markdown(analyzer.config, "/model-card")
+    for needed in ("UTKFace", "FER+", "FER2013", "CelebA", "non-commercial research", "(/model-card)"):
+        assert needed in text
+    assert "appearance" in text and "not" in text
+
+
+def test_on_gpu_is_a_no_op_without_spaces_and_wraps_with_it(monkeypatch):
+    def work(x):
+        return x + 1
+
+    monkeypatch.setitem(sys.modules, "spaces", None)  # import spaces -> ImportError
+    assert on_gpu(work) is work
+    calls = []
+
+    def gpu(fn=None, duration=None):
+        def wrap(f):
+            calls.append(duration)
+            return lambda *a: f(*a) * 10
+
+        return wrap(fn) if fn is not None else wrap
+
+    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
+    assert on_gpu(work)(1) == 20 and on_gpu(work, duration=90)(1) == 20
+    assert calls == [None, 90]
+
+
+def load_app_module():
+    spec = importlib.util.spec_from_file_location("face_mtl_app", ROOT / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_app_wiring(analyzer, monkeypatch, tmp_path):
+    monkeypatch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path / "examples_cache"))
+    demo = load_app_module().build_app(analyzer)
+    assert isinstance(demo, gr.Blocks)
+    api = demo.get_api_info()["named_endpoints"]
+    assert set(api) == {"/analyze_image", "/analyze_video"}  # helpers stay private
+    image = api["/analyze_image"]
+    assert [p["component"] for p in image["parameters"]] == ["Image"]
+    assert [r["component"] for r in image["returns"]] == ["Image", "Dataframe", "Plot", "Json"]
+    video = api["/analyze_video"]
+    assert [p["component"] for p in video["parameters"]] == ["Video"]
+    assert [r["component"] for r in video["returns"]] == ["Plot", "Dataframe", "Video", "File", "File"]
+    assert demo._queue.max_size == QUEUE_MAX_SIZE
+    assert demo._queue.default_concurrency_limit == QUEUE_CONCURRENCY
+    photo_input = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "photo-input")
+    assert set(photo_input.sources) == {"upload", "clipboard", "webcam"}
+    clip_input = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "video-input")
+    assert set(clip_input.sources) == {"upload", "webcam"}

@@ -1,0 +1,134 @@
+"""The app in a real browser: headless Chromium (Playwright) against ``python app.py``.
+
+Every request that is not to the loopback server is blocked and recorded, so the page must
+work offline. Screenshots land in each test's tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+from app_server import app_server  # noqa: F401  (the shared server fixture)
+from PIL import Image
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+RESULT_TIMEOUT_MS = 180_000  # a first analysis on a busy CPU
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # the server gets it too (app_server.offline_env)
+
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM.exists() or shutil.which("chromium")), reason="needs Chromium at /usr/bin/chromium"
+)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        executable = str(CHROMIUM) if CHROMIUM.exists() else shutil.which("chromium")
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def page(browser, app_server):  # noqa: F811
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    blocked: list[str] = []
+
+    def only_loopback(route):
+        url = route.request.url
+        if urlparse(url).hostname in ("127.0.0.1", "localhost") or url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:
+            blocked.append(url)
+            route.abort()
+
+    page.route("**/*", only_loopback)
+    page.goto(app_server.url)
+    page.wait_for_selector("#photo-button")
+    yield page
+    context.close()
+    assert not blocked, f"the page tried to reach the internet: {blocked}"
+
+
+def data_rows(page):
+    # Gradio's Dataframe is a virtual grid; header row has aria-rowindex 1.
+    return page.locator("#photo-table [role=row]:not([aria-rowindex='1'])")
+
+
+def wait_for_rows(page, count: int) -> None:
+    page.wait_for_function(
+        "n => document.querySelectorAll(\"#photo-table [role=row]:not([aria-rowindex='1'])\").length === n",
+        arg=count,
+        timeout=RESULT_TIMEOUT_MS,
+    )
+
+
+def upload(page, path: Path) -> None:
+    page.locator("#photo-input input[type=file]").set_input_files(str(path))
+    page.wait_for_selector("#photo-input img")
+
+
+def test_upload_analyze_shows_annotated_photo_and_table(page, tmp_path):
+    upload(page, ROOT / "examples" / "group.jpg")
+    page.click("#photo-button")
+    page.wait_for_selector("#photo-annotated img", timeout=RESULT_TIMEOUT_MS)
+    wait_for_rows(page, 4)
+    for name in ("face_mtl_results.json", "face_mtl_results.csv"):
+        page.wait_for_selector(f"#photo-downloads a[download='{name}']", timeout=30_000)
+    page.screenshot(path=str(tmp_path / "photo_results.png"), full_page=True)
+
+    rows = data_rows(page)
+    numbers = [rows.nth(i).inner_text().split()[0] for i in range(4)]
+    assert numbers == ["1", "2", "3", "4"]
+    image = page.locator("#photo-annotated img")
+    assert "gradio_api/file=" in image.get_attribute("src")
+    size = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert size == [1130, 498]  # the group photo's own size (annotated, not resized)
+    assert page.locator("#photo-chart .js-plotly-plot").count() == 1
+
+
+def test_no_face_shows_a_message(page, tmp_path):
+    y, x = np.mgrid[0:240, 0:320]
+    gradient = np.stack([x * 0.7, y, np.full_like(x, 128)], axis=-1).astype(np.uint8)
+    path = tmp_path / "gradient.png"
+    Image.fromarray(gradient).save(path)
+    upload(page, path)
+    page.click("#photo-button")
+    page.get_by_text("No face found in this photo").first.wait_for(timeout=RESULT_TIMEOUT_MS)
+    page.screenshot(path=str(tmp_path / "no_face.png"), full_page=True)
+    assert data_rows(page).count() == 0
+
+
+def test_example_click_fills_results_and_new_upload_clears_them(page, tmp_path):
+    page.locator("button.gallery-item").first.click()  # the group photo
+    wait_for_rows(page, 4)
+    page.wait_for_selector("#photo-annotated img", timeout=RESULT_TIMEOUT_MS)
+    page.wait_for_selector("#photo-chart .js-plotly-plot", timeout=30_000)
+    page.screenshot(path=str(tmp_path / "example.png"), full_page=True)
+    upload(page, ROOT / "examples" / "astronaut.png")
+    wait_for_rows(page, 0)  # old results never sit beside a new photo
+    assert page.locator("#photo-annotated img").count() == 0
+
+
+def test_about_tab_explains_data_and_links_the_model_card(page, tmp_path):
+    page.get_by_role("tab", name="About").click()
+    about = page.locator("#about")
+    about.get_by_text("What the attributes mean").wait_for()
+    text = about.inner_text()
+    for needed in ("UTKFace", "FER+", "CelebA", "non-commercial research use only"):
+        assert needed in text
+    assert "MODEL_CARD.md" in about.locator("a").first.get_attribute("href")
+    page.get_by_role("tab", name="Video").click()
+    page.wait_for_selector("#video-button")
+    page.screenshot(path=str(tmp_path / "video_tab.png"), full_page=True)
