@@ -37,10 +37,28 @@ def _analyzer(args: argparse.Namespace):
     from .analyzer import FaceAnalyzer
     from .weights import WeightsMismatchError, WeightsNotFoundError
 
+    _check_device(args.device)
     try:
         return FaceAnalyzer(weights=args.weights, device=args.device)
     except (WeightsNotFoundError, WeightsMismatchError) as error:
         raise CliError(str(error)) from None
+
+
+def _check_device(device: str | None) -> None:
+    import torch
+
+    if device is None or device == "cpu":
+        return
+    if not device.startswith("cuda"):
+        raise CliError(f"unknown device {device!r}: use cpu or cuda")
+    if not torch.cuda.is_available():
+        raise CliError(f"--device {device}: CUDA is not available on this machine")
+
+
+def _check_data_dir(data: str) -> None:
+    missing = [name for name in ("ferplus", "utkface", "celeba_ids") if not (Path(data) / name).is_dir()]
+    if missing:
+        raise CliError(f"{data}: not the training data folder (missing {', '.join(missing)})")
 
 
 def _analyze_command(args: argparse.Namespace) -> int:
@@ -74,7 +92,9 @@ def _video_command(args: argparse.Namespace) -> int:
         raise CliError(str(error)) from None
     analyzer = _analyzer(args)
     try:
-        result = analyze_video(args.clip, analyzer, fps=args.fps, max_duration=max_duration)
+        result = analyze_video(
+            args.clip, analyzer, fps=args.fps, max_duration=max_duration, smoothing=args.smoothing
+        )
         if args.out:
             from .video import write_annotated_video
 
@@ -92,17 +112,25 @@ def _train_command(args: argparse.Namespace) -> int:
     from .train import TrainSettings, train
 
     settings = TrainSettings.from_namespace(args)
+    _check_data_dir(settings.data_dir)
+    _check_device(settings.device)
     train(settings)
     return 0
 
 
 def _eval_command(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_weights
+    from .weights import WeightsMismatchError, WeightsNotFoundError
 
-    report = evaluate_weights(
-        args.weights, data_dir=Path(args.data), cache_dir=Path(args.cache), device=args.device,
-        pipeline=not args.no_pipeline,
-    )
+    _check_data_dir(args.data)
+    _check_device(args.device)
+    try:
+            report = evaluate_weights(
+            args.weights, data_dir=Path(args.data), cache_dir=Path(args.cache), device=args.device,
+            pipeline=not args.no_pipeline,
+        )
+    except (WeightsNotFoundError, WeightsMismatchError) as error:
+        raise CliError(str(error)) from None
     text = json.dumps(report, indent=2)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
@@ -111,6 +139,8 @@ def _eval_command(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .video import DEFAULT_MAX_DURATION, DEFAULT_SMOOTHING
+
     parser = argparse.ArgumentParser(
         prog="face-mtl",
         description="Facial expression, age, gender, ethnicity and identity from one lightweight CNN.",
@@ -132,8 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--fps", type=float, help="frames sampled per second (default: automatic)")
     video.add_argument("--json", action="store_true", help="print the result as JSON")
     video.add_argument("--out", help="write an annotated mp4 here")
-    video.add_argument("--max-duration", type=float, default=60.0,
-                       help="refuse longer clips, in seconds; 0 = no limit (default: 60)")
+    video.add_argument("--smoothing", type=float, default=DEFAULT_SMOOTHING,
+                       help=f"seconds of centred smoothing of emotion probabilities; 0 = none (default: {DEFAULT_SMOOTHING:g})")
+    video.add_argument("--max-duration", type=float, default=DEFAULT_MAX_DURATION,
+                       help=f"refuse longer clips, in seconds; 0 = no limit (default: {DEFAULT_MAX_DURATION:g})")
     model_options(video)
     video.set_defaults(handler=_video_command)
 

@@ -63,25 +63,26 @@ def select_detections(
     scores: np.ndarray,
     landmarks: np.ndarray,
     image_size: tuple[int, int],
-    scale: float,
+    scale: tuple[float, float],
     settings: DetectorSettings,
 ) -> list[Detection]:
     """Map raw detector output (in detector pixels) to filtered, largest-first Detections.
 
-    ``image_size`` is (width, height) of the original image; ``scale`` is detector pixels per
-    original pixel. Boxes are clipped to the image.
+    ``image_size`` is (width, height) of the original image; ``scale`` is (x, y) detector
+    pixels per original pixel. Boxes are clipped to the image.
     """
     width, height = image_size
+    sx, sy = scale
     found = []
     for box, score, points in zip(boxes, scores, landmarks):
         if not np.isfinite(score) or score < settings.threshold:
             continue
-        x1, y1, x2, y2 = (float(v) / scale for v in box)
+        x1, y1, x2, y2 = float(box[0]) / sx, float(box[1]) / sy, float(box[2]) / sx, float(box[3]) / sy
         x1, y1 = max(0.0, x1), max(0.0, y1)
         x2, y2 = min(float(width), x2), min(float(height), y2)
         if min(x2 - x1, y2 - y1) < settings.min_face_size:
             continue
-        points = tuple((float(x) / scale, float(y) / scale) for x, y in points)
+        points = tuple((float(x) / sx, float(y) / sy) for x, y in points)
         found.append(Detection(box=(x1, y1, x2, y2), score=float(score), landmarks=points))
     found.sort(key=lambda d: d.area, reverse=True)
     return found[: settings.max_faces]
@@ -118,10 +119,12 @@ class MTCNNDetector:
             self._mtcnn.min_face_size = max(12, round(self.settings.min_face_size * scale))
             boxes, scores, points = self._mtcnn.detect(prepared, landmarks=True)
         height, width = images[0].shape[:2]
+        # The exact per-axis ratio after rounding the resized size.
+        axis_scale = (prepared.shape[2] / width, prepared.shape[1] / height)
         results = []
         for b, s, p in zip(boxes, scores, points):
             b, s, p = _as_float_array(b, (4,)), _as_float_array(s, ()), _as_float_array(p, (5, 2))
-            results.append(select_detections(b, s, p, (width, height), scale, self.settings))
+            results.append(select_detections(b, s, p, (width, height), axis_scale, self.settings))
         return results
 
     def detect(self, image: np.ndarray) -> list[Detection]:

@@ -61,6 +61,8 @@ def verification_pairs(identities: np.ndarray, count: int, seed: int = 0) -> tup
     if len(same_pairs) > count:
         same_pairs = same_pairs[rng.choice(len(same_pairs), count, replace=False)]
     different = []
+    if len(np.unique(identities)) < 2:
+        raise ValueError("verification needs at least two people")
     while len(different) < len(same_pairs):
         a, b = rng.integers(0, len(identities), 2)
         if identities[a] != identities[b]:
@@ -107,15 +109,28 @@ def predict_cached(model, crops: np.ndarray, config, device: str = "cpu", batch:
     return {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]}
 
 
-def evaluate_splits(model, config, splits: dict, device: str = "cpu") -> dict[str, Any]:
-    """Every validation metric from the *_val CropSets of ``build_splits``."""
+def ferplus_val_labels(data_dir: Path) -> np.ndarray:
+    """Majority-protocol labels (-1 = excluded) of the cached FER+ validation images, in
+    cache order, from the raw votes (unknown and not-face votes included)."""
+    from .train.datasets import ferplus_majority, ferplus_trainable
+
+    with np.load(Path(data_dir) / "ferplus" / "valid.npz") as data:
+        votes = data["votes"]
+    return ferplus_majority(votes[ferplus_trainable(votes)])
+
+
+def evaluate_splits(model, config, splits: dict, device: str = "cpu", fer_labels: np.ndarray | None = None) -> dict[str, Any]:
+    """Every validation metric from the *_val CropSets of ``build_splits``.
+
+    ``fer_labels``: FER+ majority labels of the cached validation images (ferplus_val_labels);
+    without them the majority is taken over the 8 emotions' votes alone (training logs).
+    """
     from .train.datasets import ferplus_majority
 
     fer = splits["ferplus_val"]
     fer_out = predict_cached(model, fer.crops, config, device)
-    # Cached FER+ targets are normalised votes over the 8 emotions; the majority protocol
-    # also needs the unknown/not-face votes, which read_ferplus already used to drop images.
-    fer_labels = ferplus_majority(np.concatenate([fer.emotion, np.zeros((len(fer), 2), np.float32)], axis=1))
+    if fer_labels is None:
+        fer_labels = ferplus_majority(np.concatenate([fer.emotion, np.zeros((len(fer), 2), np.float32)], axis=1))
     utk = splits["utk_val"]
     utk_out = predict_cached(model, utk.crops, config, device)
     celeba = splits["celeba_val"]
@@ -148,7 +163,8 @@ def headline(report: dict[str, Any]) -> dict[str, float]:
 def evaluate_pipeline(analyzer, data_dir: Path, val_fraction: float = 0.1) -> dict[str, Any]:
     """The shipped pipeline as users call it: FER+ validation images (48x48 grayscale) through
     ``predict_crops``, and UTKFace validation photos (with margins) through ``analyze``, so
-    detection is part of it. A UTKFace photo with no face found counts as a miss."""
+    detection is part of it. Figures are given over photos with a face found, and with the
+    others counted as wrong."""
     from tqdm import tqdm
 
     from .train.datasets import ferplus_majority, list_utkface, split_of
@@ -170,16 +186,21 @@ def evaluate_pipeline(analyzer, data_dir: Path, val_fraction: float = 0.1) -> di
             ages.append((result[0].age, age))
             genders.append(result[0].gender == ("female" if gender == 1 else "male"))
             races.append(analyzer.config.ethnicities.index(result[0].ethnicity) == race)
-    ages_array = np.array(ages)
+    ages_array = np.array(ages).reshape(-1, 2)
+    photos = max(1, len(items))
     return {
         "ferplus_predict_crops_accuracy": fer_accuracy,
         "ferplus_count": int(len(keep)),
         "utkface_analyze": {
             "photos": len(items),
-            "face_found_rate": float(np.mean(found)),
-            "age_mae": age_mae(ages_array[:, 0], ages_array[:, 1]),
-            "gender_accuracy": float(np.mean(genders)),
-            "ethnicity_accuracy": float(np.mean(races)),
+            "face_found_rate": float(np.mean(found)) if found else 0.0,
+            # Over photos where a face was found:
+            "age_mae": age_mae(ages_array[:, 0], ages_array[:, 1]) if len(ages) else None,
+            "gender_accuracy": float(np.mean(genders)) if genders else None,
+            "ethnicity_accuracy": float(np.mean(races)) if races else None,
+            # Counting a photo without a detected face as a wrong answer:
+            "gender_accuracy_misses_wrong": float(np.sum(genders)) / photos,
+            "ethnicity_accuracy_misses_wrong": float(np.sum(races)) / photos,
         },
     }
 
@@ -196,7 +217,7 @@ def evaluate_weights(
     folder = resolve_weights(weights)
     model, config = load_model(folder, device=device)
     splits = build_splits(Path(data_dir), Path(cache_dir), config.input_size)
-    report = evaluate_splits(model, config, splits, device)
+    report = evaluate_splits(model, config, splits, device, fer_labels=ferplus_val_labels(Path(data_dir)))
     result = {"weights": str(folder), "backbone": config.backbone, "input_size": config.input_size,
               "summary": headline(report), **report}
     if pipeline:

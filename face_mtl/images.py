@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 from typing import Union
 
@@ -53,7 +54,10 @@ def array_to_rgb(array: np.ndarray, name: str = "array") -> np.ndarray:
         array = np.asarray(array).round().astype(np.uint8)
     if array.shape[2] == 1:
         array = np.repeat(array, 3, axis=2)
-    return np.ascontiguousarray(array[:, :, :3])
+    if array.shape[2] == 4:
+        # Same as PIL inputs: transparent pixels become white.
+        return np.asarray(pil_to_rgb(Image.fromarray(array, "RGBA")))
+    return np.ascontiguousarray(array)
 
 
 def load_image(image: ImageInput) -> np.ndarray:
@@ -80,5 +84,7 @@ def load_image(image: ImageInput) -> np.ndarray:
             return np.asarray(pil_to_rgb(opened))
     except UnidentifiedImageError:
         raise ImageLoadError(f"{path}: not an image (unrecognised format)") from None
-    except (OSError, SyntaxError, ValueError) as error:
+    except Image.DecompressionBombError as error:
+        raise ImageLoadError(f"{path}: image too large ({error})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as error:
         raise ImageLoadError(f"{path}: corrupt or truncated image ({error})") from None

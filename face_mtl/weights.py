@@ -19,8 +19,9 @@ from .model import FaceMTLNet
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 BUNDLED_DIR = Path(__file__).parent / "assets"
+# The Hub is a fallback only where a repo is named (argument or this variable): the project
+# owns no public repo yet, and a default id would send users to someone else's files.
 HUB_REPO_ENV = "FACE_MTL_HUB_REPO"
-DEFAULT_HUB_REPO = "face-mtl/face-mtl-efficientnet"
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -42,13 +43,23 @@ def _from_hub(repo_id: str) -> Path:
     return Path(snapshot_download(repo_id, allow_patterns=[WEIGHTS_FILE, CONFIG_FILE]))
 
 
+def _looks_like_path(weights: str | Path) -> bool:
+    text = str(weights)
+    return (
+        isinstance(weights, Path)
+        or text.startswith((".", "/", "~"))
+        or text.count("/") != 1
+        or Path(text).parent.exists() and Path(text).parent != Path(".")
+    )
+
+
 def resolve_weights(weights: str | Path | None = None) -> Path:
     """Find a weights folder: the explicit path, else the bundled weights, else the Hub.
 
     ``weights`` may be a folder, a ``model.safetensors`` file (its config.json beside it) or a
     Hub repo id ("owner/name"). Without it the bundled folder is used when present, else the
-    repo named by $FACE_MTL_HUB_REPO (default DEFAULT_HUB_REPO). Raises WeightsNotFoundError
-    listing every place tried.
+    repo named by $FACE_MTL_HUB_REPO when set. Raises WeightsNotFoundError listing every
+    place tried.
     """
     tried: list[str] = []
     if weights is not None:
@@ -58,14 +69,16 @@ def resolve_weights(weights: str | Path | None = None) -> Path:
         if _is_weights_dir(path):
             return path
         tried.append(f"path {path} (no {WEIGHTS_FILE} + {CONFIG_FILE} there)")
-        if path.exists() or str(weights).count("/") != 1:
+        if path.exists() or _looks_like_path(weights):
             raise WeightsNotFoundError("no face_mtl weights found; tried: " + "; ".join(tried))
         repos = [str(weights)]
     else:
         if _is_weights_dir(BUNDLED_DIR):
             return BUNDLED_DIR
         tried.append(f"bundled weights {BUNDLED_DIR}")
-        repos = [os.environ.get(HUB_REPO_ENV, DEFAULT_HUB_REPO)]
+        repos = [os.environ[HUB_REPO_ENV]] if os.environ.get(HUB_REPO_ENV) else []
+        if not repos:
+            tried.append(f"no Hub repo (set ${HUB_REPO_ENV} to use one)")
     for repo in repos:
         try:
             folder = _from_hub(repo)

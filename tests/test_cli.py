@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -33,7 +34,7 @@ def test_analyze_json_lists_every_image(astronaut_path, grace_hopper_path, rando
         assert abs(sum(face["emotions"].values()) - 1) < 1e-3
 
 
-@pytest.mark.parametrize(("content", "problem"), [(b"", "empty file"), (b"hello\n", "not an image"), (b"\x89PNG\r\n\x1a\nbroken", "")])
+@pytest.mark.parametrize(("content", "problem"), [(b"", "empty file"), (b"hello\n", "not an image"), (b"\x89PNG\r\n\x1a\nbroken", "corrupt")])
 def test_bad_input_exits_2_with_one_line(tmp_path, content, problem, random_weights):
     bad = tmp_path / "bad.png"
     bad.write_bytes(content)
@@ -42,6 +43,20 @@ def test_bad_input_exits_2_with_one_line(tmp_path, content, problem, random_weig
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0] and problem in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_four_people_give_four_faces_with_every_field():
+    group = Path(__file__).resolve().parent.parent / "examples" / "group.jpg"
+    result = run_cli("analyze", str(group), "--json")
+    assert result.returncode == 0, result.stderr
+    faces = json.loads(result.stdout)[0]["faces"]
+    assert len(faces) == 4
+    fields = {"box", "score", "landmarks", "emotion", "emotions", "age", "gender", "genders",
+              "ethnicity", "ethnicities", "embedding"}
+    for face in faces:
+        assert fields <= set(face) and all(face[k] is not None for k in fields)
+    areas = [(f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]) for f in faces]
+    assert areas == sorted(areas, reverse=True)
 
 
 def test_missing_weights_exit_2(astronaut_path, tmp_path):

@@ -61,11 +61,36 @@ def test_unknown_backbone_and_fields_are_refused():
 
 
 def test_missing_weights_list_everything_tried(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import face_mtl.weights as weights_module
+
+    asked = []
+
+    def offline_hub(repo_id):
+        asked.append(repo_id)
+        raise OSError("offline")
+
+    monkeypatch.setattr(weights_module, "_from_hub", offline_hub)
     with pytest.raises(WeightsNotFoundError, match="tried: path"):
         resolve_weights(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(WeightsNotFoundError, match="tried: path runs/nothing"):
+        resolve_weights("runs/nothing")  # a mistyped local folder is not sent to the Hub
     with pytest.raises(WeightsNotFoundError, match="Hugging Face Hub repo nobody/nothing"):
         resolve_weights("nobody/nothing")
+    assert asked == ["nobody/nothing"]
+
+
+def test_hub_fallback_uses_the_configured_repo(tmp_path, monkeypatch, random_weights):
+    import face_mtl.weights as weights_module
+
+    monkeypatch.setattr(weights_module, "BUNDLED_DIR", tmp_path / "absent")
+    monkeypatch.setattr(weights_module, "_from_hub", lambda repo_id: random_weights)
+    monkeypatch.setenv("FACE_MTL_HUB_REPO", "someone/face-mtl")
+    assert resolve_weights() == random_weights
+    monkeypatch.delenv("FACE_MTL_HUB_REPO")
+    with pytest.raises(WeightsNotFoundError, match="set \\$FACE_MTL_HUB_REPO"):
+        resolve_weights()
 
 
 def test_bundled_weights_load_with_no_arguments():

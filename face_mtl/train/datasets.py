@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from ..config import EMOTIONS
 from ..crop import crop_face
 from ..detect import DetectorSettings, MTCNNDetector
+from ..images import load_image
 
 CACHE_MARGIN = 0.1
 FERPLUS_COLUMNS = (
@@ -102,13 +102,17 @@ def ferplus_majority(votes: np.ndarray) -> np.ndarray:
     return labels
 
 
+def ferplus_trainable(votes: np.ndarray) -> np.ndarray:
+    """Mask of images whose emotion votes outnumber unknown + not_face (kept for training)."""
+    return ferplus_votes_to_emotions(votes).sum(axis=1) > votes[:, 8:].sum(axis=1)
+
+
 def read_ferplus(path: Path, size: int) -> CropSet:
     """A FER+ npz; drops images whose votes are mostly unknown / not_face."""
     with np.load(path) as data:
         pixels, votes = data["pixels"], data["votes"]
-    emotion_votes = ferplus_votes_to_emotions(votes)
-    keep = emotion_votes.sum(axis=1) > votes[:, 8:].sum(axis=1)
-    pixels, emotion_votes = pixels[keep], emotion_votes[keep]
+    keep = ferplus_trainable(votes)
+    pixels, emotion_votes = pixels[keep], ferplus_votes_to_emotions(votes[keep])
     crops = np.empty((len(pixels), *_cache_shape(size)), np.uint8)
     for i, gray in enumerate(tqdm(pixels, desc=f"FER+ {path.name}", unit="img", leave=False)):
         rgb = np.repeat(gray[:, :, None], 3, axis=2)
@@ -132,7 +136,7 @@ def detect_and_crop(paths: list[Path], size: int, batch: int = 32) -> tuple[np.n
     crops = np.zeros((len(paths), *_cache_shape(size)), np.uint8)
     found = np.zeros(len(paths), bool)
     for start in tqdm(range(0, len(paths), batch), desc="detecting faces", unit="batch"):
-        images = [np.asarray(Image.open(p).convert("RGB")) for p in paths[start : start + batch]]
+        images = [load_image(p) for p in paths[start : start + batch]]
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, image in enumerate(images):
             groups.setdefault(image.shape, []).append(i)

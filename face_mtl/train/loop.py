@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..config import ModelConfig
@@ -88,26 +89,37 @@ def _param_groups(model: torch.nn.Module, cosface: torch.nn.Module, weight_decay
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def save_checkpoint(run_dir: Path, modules: dict[str, torch.nn.Module], optimizer, state: dict[str, Any]) -> None:
-    """Weights, optimizer moments and RNG as safetensors + progress as JSON, each renamed into place."""
+def save_checkpoint(
+    run_dir: Path, modules: dict[str, torch.nn.Module], optimizer, state: dict[str, Any], generator: torch.Generator
+) -> None:
+    """Weights, optimizer moments, RNG states and progress in one safetensors file, renamed
+    into place (never half-written); state.json beside it is a readable copy of the progress."""
     tensors = {f"{name}/{k}": v.detach().cpu().contiguous() for name, m in modules.items() for k, v in m.state_dict().items()}
     optim_state = optimizer.state_dict()
     for index, values in optim_state["state"].items():
         for key, value in values.items():
             tensors[f"optim/{index}/{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
     tensors["rng/torch"] = torch.get_rng_state()
-    tmp = run_dir / (CHECKPOINT + ".tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(run_dir / CHECKPOINT)
+    tensors["rng/generator"] = generator.get_state()
     state = {**state, "param_groups": [{k: v for k, v in g.items() if k != "params"} for g in optim_state["param_groups"]]}
+    tmp = run_dir / (CHECKPOINT + ".tmp")
+    save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
+    tmp.replace(run_dir / CHECKPOINT)
     tmp_state = run_dir / (STATE + ".tmp")
     tmp_state.write_text(json.dumps(state, indent=1), encoding="utf-8")
     tmp_state.replace(run_dir / STATE)
 
 
-def load_checkpoint(run_dir: Path, modules: dict[str, torch.nn.Module], optimizer) -> dict[str, Any]:
+def load_checkpoint(
+    run_dir: Path, modules: dict[str, torch.nn.Module], optimizer, generator: torch.Generator
+) -> dict[str, Any]:
     tensors = load_file(str(run_dir / CHECKPOINT))
-    state = json.loads((run_dir / STATE).read_text(encoding="utf-8"))
+    with safe_open(str(run_dir / CHECKPOINT), "pt") as handle:
+        metadata = handle.metadata() or {}
+    if "state" in metadata:
+        state = json.loads(metadata["state"])
+    else:  # checkpoints written before the state moved into the file
+        state = json.loads((run_dir / STATE).read_text(encoding="utf-8"))
     for name, module in modules.items():
         prefix = f"{name}/"
         module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
@@ -121,6 +133,8 @@ def load_checkpoint(run_dir: Path, modules: dict[str, torch.nn.Module], optimize
         group.update(saved)
     optimizer.load_state_dict({"state": optim_state, "param_groups": groups})
     torch.set_rng_state(tensors["rng/torch"])
+    if "rng/generator" in tensors:
+        generator.set_state(tensors["rng/generator"])
     return state
 
 
@@ -162,13 +176,15 @@ def train(settings: TrainSettings) -> Path:
     modules = {"model": model, "ema": ema, "cosface": cosface}
 
     steps_per_epoch = len(fer) // settings.batch_emotion
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(fer)} FER+ images are fewer than one batch of {settings.batch_emotion}")
     if settings.max_steps:
         steps_per_epoch = min(steps_per_epoch, settings.max_steps)
     total_steps = steps_per_epoch * settings.epochs
     warmup = round(settings.warmup_epochs * steps_per_epoch)
     state: dict[str, Any] = {"epoch": 0, "step": 0, "elapsed": 0.0, "history": []}
-    if (run_dir / STATE).exists():
-        state = load_checkpoint(run_dir, modules, optimizer)
+    if (run_dir / CHECKPOINT).exists():
+        state = load_checkpoint(run_dir, modules, optimizer, generator)
         _log(run_dir, f"resumed {run_dir} at epoch {state['epoch']}")
     (run_dir / "settings.json").write_text(json.dumps(settings.to_dict(), indent=2), encoding="utf-8")
 
@@ -226,7 +242,7 @@ def train(settings: TrainSettings) -> Path:
         }
         state["history"].append(record)
         _log(run_dir, json.dumps(record))
-        save_checkpoint(run_dir, modules, optimizer, state)
+        save_checkpoint(run_dir, modules, optimizer, state, generator)
         _export(ema, config, settings, state, report, splits, run_dir / "export")
         if progress >= 1.0:
             _log(run_dir, f"stopping in epoch {epoch}: --max-hours {settings.max_hours} reached")

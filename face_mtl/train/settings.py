@@ -11,7 +11,7 @@ class TrainSettings:
     data_dir: str = "../shared/data"
     cache_dir: str = ".cache"
     run_dir: str = "runs/mtl"
-    export_dir: str | None = None  # also export the best weights here (e.g. face_mtl/assets)
+    export_dir: str | None = None  # also export the final EMA weights here (e.g. face_mtl/assets)
     init_weights: str | None = None  # continue from a weights folder (e.g. the shipped weights)
     backbone: str = "mobilenetv4_conv_small"
     input_size: int = 96

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..config import ModelConfig
+from ..detect import DEFAULT_MIN_FACE_SIZE
 
 # One CPU process serves everyone: a few requests at a time, a bounded waiting line, and no
 # upload bigger than a phone camera's largest JPEGs.
@@ -22,6 +23,11 @@ QUEUE_MAX_SIZE = 32
 MAX_FILE_SIZE = "25mb"
 # Gradio's cache (uploads, outputs) is swept every 30 minutes of files older than an hour.
 DELETE_CACHE = (1800, 3600)
+
+# What the detector needs, for the Photo and Video tabs' "No face found" messages.
+FACE_HINT = (
+    f"Faces need to be at least about {DEFAULT_MIN_FACE_SIZE} pixels tall, mostly frontal and reasonably lit"
+)
 
 F = TypeVar("F", bound=Callable)
 
@@ -113,7 +119,11 @@ def fresh_export_folder(kind: str) -> Path:
     root.mkdir(exist_ok=True)
     cutoff = time.time() - EXPORT_MAX_AGE_S
     for old in root.iterdir():
-        if old.stat().st_mtime < cutoff:
+        try:
+            stale = old.stat().st_mtime < cutoff
+        except FileNotFoundError:  # a concurrent request removed it first
+            continue
+        if stale:
             shutil.rmtree(old, ignore_errors=True)
     folder = root / uuid.uuid4().hex
     folder.mkdir()

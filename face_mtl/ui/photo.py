@@ -16,7 +16,7 @@ from PIL import Image
 from ..analyzer import FaceAnalyzer
 from ..images import ImageLoadError, load_image
 from ..render.photo import TABLE_COLUMNS, render_photo, results_csv
-from . import fresh_export_folder, on_gpu
+from . import FACE_HINT, fresh_export_folder, on_gpu
 
 # Decoding is the memory risk, not the upload size: a 25 MB PNG can hold 400 megapixels.
 MAX_PIXELS = 50_000_000
@@ -24,10 +24,7 @@ EXAMPLE_NAMES = ("group.jpg", "astronaut.png", "grace_hopper.jpg")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 NO_PHOTO_MESSAGE = "Add a photo first: upload one, paste it from the clipboard or take one with the webcam."
-NO_FACE_MESSAGE = (
-    "No face found in this photo. Faces need to be at least about 20 pixels tall, mostly "
-    "frontal and reasonably lit; try a larger or sharper photo."
-)
+NO_FACE_MESSAGE = f"No face found in this photo. {FACE_HINT}; try a larger or sharper photo."
 
 PhotoOutputs = tuple[np.ndarray, pd.DataFrame, go.Figure, dict[str, Any]]
 
@@ -48,16 +45,21 @@ def read_photo(path: str | Path | None) -> np.ndarray:
     none, it is not an image, or it has more than MAX_PIXELS pixels."""
     if path is None or str(path) == "":
         raise gr.Error(NO_PHOTO_MESSAGE, title="No photo", print_exception=False)
+    limit = f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels. Please resize it."
     try:
         # Only the header is read here, so an oversized photo is refused before it is decoded.
         with Image.open(path) as header:
             width, height = header.size
-    except (OSError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:
+        # Pillow refuses to open images over twice Image.MAX_IMAGE_PIXELS (about 179 MP).
+        raise gr.Error(
+            f"This photo has far too many pixels; {limit}", title="Photo too large", print_exception=False
+        ) from None
+    except (OSError, ValueError):
         width = height = 0  # load_image below names the actual problem
     if width * height > MAX_PIXELS:
         raise gr.Error(
-            f"This photo is {width}×{height} pixels ({width * height / 1e6:.0f} megapixels); "
-            f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels. Please resize it.",
+            f"This photo is {width}×{height} pixels ({width * height / 1e6:.0f} megapixels); {limit}",
             title="Photo too large",
             print_exception=False,
         )

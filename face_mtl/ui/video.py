@@ -21,16 +21,13 @@ from ..video import (
     probe_video,
     write_annotated_video,
 )
-from . import fresh_export_folder
+from . import FACE_HINT, fresh_export_folder
 
 # The app refuses longer clips before any work: a minute of video is about a minute of CPU.
 MAX_VIDEO_SECONDS = DEFAULT_MAX_DURATION
 
 NO_VIDEO_MESSAGE = "Add a clip first: upload one or record one with the webcam."
-NO_FACE_MESSAGE = (
-    "No face found in this clip. Faces need to be at least about 20 pixels tall, mostly "
-    "frontal and reasonably lit, and visible for at least half a second."
-)
+NO_FACE_MESSAGE = f"No face found in this clip. {FACE_HINT}, and visible for at least half a second."
 
 VideoOutputs = tuple[go.Figure, pd.DataFrame, str | None, str | None, str | None]
 
@@ -67,7 +64,7 @@ def make_analyze_video(analyzer: FaceAnalyzer) -> Callable[..., VideoOutputs]:
         """Track every person in a clip and time their facial expressions.
 
         Args:
-            video_path: path of a video file (mp4, mov, webm, avi...), at most MAX_VIDEO_SECONDS long.
+            video_path: path of a video file (mp4, mov, webm, avi...), at most 60 s long.
 
         Returns:
             Plotly timeline (emotion probabilities over time, one subplot per person), table
@@ -108,19 +105,12 @@ def make_analyze_video(analyzer: FaceAnalyzer) -> Callable[..., VideoOutputs]:
 
 @functools.lru_cache(maxsize=1)
 def _default_handler() -> Callable[..., VideoOutputs]:
-    # FaceAnalyzer caches its model per weights folder, so this shares the app's loaded model.
+    # FaceAnalyzer caches its model per weights folder, so this shares a loaded model.
     return make_analyze_video(FaceAnalyzer())
 
 
 def analyze_video_ui(video_path: str | None, progress=gr.Progress()) -> VideoOutputs:
-    """Track every person in a clip and time their facial expressions.
-
-    Args:
-        video_path: path of a video file (mp4, mov, webm, avi...), at most 60 s long.
-
-    Returns:
-        Plotly timeline (emotion probabilities over time, one subplot per person), table with
-        one row per person, annotated H.264 mp4, JSON and CSV result files.
-    """
-    check_clip(video_path)  # before the model loads, too
+    """``make_analyze_video``'s handler on a default FaceAnalyzer, for scripts and tests (the app
+    passes its own analyzer); the clip is checked before the model loads."""
+    check_clip(video_path)
     return _default_handler()(video_path, progress)
