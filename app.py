@@ -24,7 +24,7 @@ from face_mtl.ui import (
     on_gpu,
 )
 from face_mtl.ui.photo import clear_outputs, empty_table, example_photos, export_results, make_analyze_image
-from face_mtl.ui.video import analyze_video_ui
+from face_mtl.ui.video import make_analyze_video
 
 ROOT = Path(__file__).resolve().parent
 MODEL_CARD = ROOT / "MODEL_CARD.md"
@@ -118,7 +118,7 @@ def build_app(analyzer: FaceAnalyzer) -> gr.Blocks:
                     annotated_clip = gr.Video(
                         label="Annotated clip", interactive=False, height=360, elem_id="video-annotated"
                     )
-            analyze_clip = on_gpu(analyze_video_ui, duration=VIDEO_GPU_SECONDS)
+            analyze_clip = on_gpu(make_analyze_video(analyzer), duration=VIDEO_GPU_SECONDS)
             clip_outputs = [timeline, people, annotated_clip, clip_json, clip_csv]
             clips = example_clips(ROOT / "examples")
             if clips:

@@ -40,6 +40,15 @@ def emotion_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, 
     }
 
 
+def emotion_majority(emotion_votes: np.ndarray) -> np.ndarray:
+    """EMOTIONS index of the top vote per row (votes in EMOTIONS order), -1 where tied or empty."""
+    top = emotion_votes.max(axis=1, keepdims=True)
+    tied = (emotion_votes == top).sum(axis=1) > 1
+    labels = emotion_votes.argmax(axis=1)
+    labels[tied | (top[:, 0] <= 0)] = -1
+    return labels
+
+
 def age_mae(predicted_years: np.ndarray, true_years: np.ndarray) -> float:
     return float(np.abs(np.asarray(predicted_years) - np.asarray(true_years)).mean())
 
@@ -125,12 +134,10 @@ def evaluate_splits(model, config, splits: dict, device: str = "cpu", fer_labels
     ``fer_labels``: FER+ majority labels of the cached validation images (ferplus_val_labels);
     without them the majority is taken over the 8 emotions' votes alone (training logs).
     """
-    from .train.datasets import ferplus_majority
-
     fer = splits["ferplus_val"]
     fer_out = predict_cached(model, fer.crops, config, device)
     if fer_labels is None:
-        fer_labels = ferplus_majority(np.concatenate([fer.emotion, np.zeros((len(fer), 2), np.float32)], axis=1))
+        fer_labels = emotion_majority(fer.emotion)
     utk = splits["utk_val"]
     utk_out = predict_cached(model, utk.crops, config, device)
     celeba = splits["celeba_val"]

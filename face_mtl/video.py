@@ -180,7 +180,7 @@ def _ffmpeg() -> str:
     return FFMPEG_BINARY
 
 
-def _first_line(text: str) -> str:
+def _last_line(text: str) -> str:
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
     return lines[-1] if lines else "unknown error"
 
@@ -311,9 +311,7 @@ def read_frames(info: VideoInfo, fps: float | None, size: tuple[int, int]) -> It
             code = process.wait()
         if count == 0:
             log.seek(0)
-            reason = (
-                _first_line(log.read().decode("utf-8", errors="replace")) if code else "no frames decoded"
-            )
+            reason = _last_line(log.read().decode("utf-8", errors="replace")) if code else "no frames decoded"
             raise VideoError(f"{Path(info.path).name}: cannot decode the {info.codec} video ({reason})")
 
 
@@ -573,6 +571,6 @@ def write_annotated_video(
             code = encoder.wait()
         if code != 0:
             log.seek(0)
-            reason = _first_line(log.read().decode("utf-8", errors="replace"))
+            reason = _last_line(log.read().decode("utf-8", errors="replace"))
             raise VideoError(f"{out_path}: cannot write the annotated video ({reason})")
     return out_path

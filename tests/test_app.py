@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import sys
+import tempfile
 import types
 from pathlib import Path
 
@@ -23,7 +24,14 @@ from PIL import Image
 from face_mtl import FaceAnalyzer
 from face_mtl.config import EMOTIONS
 from face_mtl.render.photo import TABLE_COLUMNS
-from face_mtl.ui import QUEUE_CONCURRENCY, QUEUE_MAX_SIZE, about_markdown, example_clips, on_gpu
+from face_mtl.ui import (
+    QUEUE_CONCURRENCY,
+    QUEUE_MAX_SIZE,
+    about_markdown,
+    example_clips,
+    fresh_export_folder,
+    on_gpu,
+)
 from face_mtl.ui import photo as photo_ui
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,6 +123,24 @@ def test_oversized_photos_are_refused_before_decoding(analyze_image, monkeypatch
         analyze_image(str(EXAMPLES / "astronaut.png"))
 
 
+def test_decompression_bombs_are_refused_as_too_large(analyze_image, monkeypatch):
+    # Pillow refuses to open images over 2 * MAX_IMAGE_PIXELS (about 179 MP by default).
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(gr.Error, match="far too many pixels") as caught:
+        analyze_image(str(EXAMPLES / "astronaut.png"))
+    assert caught.value.title == "Photo too large"
+
+
+def test_fresh_export_folder_skips_entries_removed_meanwhile(monkeypatch, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    root = tmp_path / "face_mtl_photo"
+    root.mkdir()
+    # stat() follows links: a dangling one raises FileNotFoundError like a folder deleted meanwhile.
+    (root / "gone").symlink_to(tmp_path / "missing")
+    folder = fresh_export_folder("photo")
+    assert folder.is_dir() and folder.parent == root and not any(folder.iterdir())
+
+
 def test_export_results_writes_json_and_csv(outputs):
     results = outputs["group.jpg"][3]
     json_path, csv_path = photo_ui.export_results(results)
@@ -188,6 +214,10 @@ def test_app_wiring(analyzer, monkeypatch, tmp_path):
     video = api["/analyze_video"]
     assert [p["component"] for p in video["parameters"]] == ["Video"]
     assert [r["component"] for r in video["returns"]] == ["Plot", "Dataframe", "Video", "File", "File"]
+    video_fn = next(f for f in demo.fns.values() if f.api_name == "analyze_video")
+    # The app's own analyzer serves the clip, not a second default FaceAnalyzer.
+    assert video_fn.fn.__name__ == "analyze_clip"
+    assert any(cell.cell_contents is analyzer for cell in video_fn.fn.__closure__)
     assert demo._queue.max_size == QUEUE_MAX_SIZE
     assert demo._queue.default_concurrency_limit == QUEUE_CONCURRENCY
     photo_input = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "photo-input")

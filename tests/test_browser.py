@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 RESULT_TIMEOUT_MS = 180_000  # a first analysis on a busy CPU
+VIDEO_TIMEOUT_MS = 360_000  # the example clip: 30-90 s on a shared CPU, with room to spare
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # the server gets it too (app_server.offline_env)
 
@@ -61,16 +62,20 @@ def page(browser, app_server):  # noqa: F811
     assert not blocked, f"the page tried to reach the internet: {blocked}"
 
 
-def data_rows(page):
+def rows_selector(table: str) -> str:
     # Gradio's Dataframe is a virtual grid; header row has aria-rowindex 1.
-    return page.locator("#photo-table [role=row]:not([aria-rowindex='1'])")
+    return f"#{table} [role=row]:not([aria-rowindex='1'])"
 
 
-def wait_for_rows(page, count: int) -> None:
+def data_rows(page, table: str = "photo-table"):
+    return page.locator(rows_selector(table))
+
+
+def wait_for_rows(page, count: int, table: str = "photo-table", timeout: int = RESULT_TIMEOUT_MS) -> None:
     page.wait_for_function(
-        "n => document.querySelectorAll(\"#photo-table [role=row]:not([aria-rowindex='1'])\").length === n",
-        arg=count,
-        timeout=RESULT_TIMEOUT_MS,
+        "([selector, n]) => document.querySelectorAll(selector).length === n",
+        arg=[rows_selector(table), count],
+        timeout=timeout,
     )
 
 
@@ -132,3 +137,19 @@ def test_about_tab_explains_data_and_links_the_model_card(page, tmp_path):
     page.get_by_role("tab", name="Video").click()
     page.wait_for_selector("#video-button")
     page.screenshot(path=str(tmp_path / "video_tab.png"), full_page=True)
+
+
+def test_video_tab_analyzes_a_clip(page, tmp_path):
+    page.get_by_role("tab", name="Video").click()
+    page.wait_for_selector("#video-button")
+    page.locator("#video-input input[type=file]").set_input_files(str(ROOT / "examples" / "two_people.mp4"))
+    page.wait_for_selector("#video-input video", timeout=60_000)
+    page.click("#video-button")
+    page.wait_for_selector("#video-timeline .js-plotly-plot", timeout=VIDEO_TIMEOUT_MS)
+    page.wait_for_selector("#video-annotated video", timeout=60_000)
+    wait_for_rows(page, 2, table="video-table", timeout=60_000)
+    page.screenshot(path=str(tmp_path / "video_results.png"), full_page=True)
+
+    rows = data_rows(page, "video-table")
+    assert [rows.nth(i).inner_text().split()[0] for i in range(2)] == ["1", "2"]
+    assert "gradio_api/file=" in page.locator("#video-annotated video").get_attribute("src")

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from face_mtl.config import EMOTIONS
-from face_mtl.evaluate import age_mae, emotion_metrics, verification_accuracy, verification_pairs
+from face_mtl.evaluate import (
+    age_mae,
+    emotion_majority,
+    emotion_metrics,
+    verification_accuracy,
+    verification_pairs,
+)
 from face_mtl.train.datasets import FERPLUS_COLUMNS, ferplus_majority, ferplus_votes_to_emotions
 
 
@@ -25,6 +31,10 @@ def test_ferplus_majority_protocol():
     assert labels.tolist() == [EMOTIONS.index("happiness"), -1, -1, -1, EMOTIONS.index("contempt")]
     reordered = ferplus_votes_to_emotions(votes)
     assert reordered[0, EMOTIONS.index("happiness")] == 7 and reordered[0, EMOTIONS.index("neutral")] == 3
+    # The same protocol over cached 8-emotion vote shares (EMOTIONS order).
+    shares = reordered / reordered.sum(axis=1, keepdims=True)
+    assert emotion_majority(shares[[0, 1, 4]]).tolist() == [
+        EMOTIONS.index("happiness"), -1, EMOTIONS.index("contempt")]
 
 
 def test_emotion_accuracy_recall_and_confusion_by_hand():
