@@ -100,6 +100,8 @@ def test_upload_analyze_shows_annotated_photo_and_table(page, tmp_path):
     assert "gradio_api/file=" in image.get_attribute("src")
     size = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
     assert size == [1130, 498]  # the group photo's own size (annotated, not resized)
+    # Plotly draws after the image and table: wait for it rather than race it.
+    page.wait_for_selector("#photo-chart .js-plotly-plot", timeout=30_000)
     assert page.locator("#photo-chart .js-plotly-plot").count() == 1
 
 

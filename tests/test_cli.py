@@ -34,7 +34,7 @@ def test_analyze_json_lists_every_image(astronaut_path, grace_hopper_path, rando
         assert abs(sum(face["emotions"].values()) - 1) < 1e-3
 
 
-@pytest.mark.parametrize(("content", "problem"), [(b"", "empty file"), (b"hello\n", "not an image"), (b"\x89PNG\r\n\x1a\nbroken", "corrupt")])
+@pytest.mark.parametrize(("content", "problem"), [(b"", "empty file"), (b"hello\n", "not an image"), (b"\x89PNG\r\n\x1a\nbroken", "not an image")])
 def test_bad_input_exits_2_with_one_line(tmp_path, content, problem, random_weights):
     bad = tmp_path / "bad.png"
     bad.write_bytes(content)

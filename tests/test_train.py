@@ -76,10 +76,13 @@ def test_tiny_training_lowers_loss_and_exports_loadable_weights(tiny_data, tmp_p
         data_dir=str(tiny_data), cache_dir=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
         backbone="mobilenetv4_conv_small", input_size=64, epochs=4, max_steps=3, lr=2e-3,
         warmup_epochs=0.0, ema_decay=0.5, batch_emotion=4, batch_utk=4, batch_identity=4, device="cpu",
+        bn_recalibration_batches=5,
     )
     exported = train(settings)
-    history = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
+    lines = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
+    history = [line for line in lines if "epoch" in line]
     assert len(history) == 4
+    assert set(lines[-1]["final"]) == set(history[-1]["val"])
     assert history[-1]["train_loss"]["total"] < history[0]["train_loss"]["total"]
     assert set(history[-1]["val"]) == {"ferplus_accuracy", "age_mae", "gender_accuracy",
                                        "ethnicity_accuracy", "verification_accuracy"}
@@ -97,11 +100,15 @@ def test_training_resumes_from_its_checkpoint(tiny_data, tmp_path):
     common = dict(
         data_dir=str(tiny_data), cache_dir=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
         backbone="mobilenetv4_conv_small", input_size=64, max_steps=2, warmup_epochs=0.0,
-        batch_emotion=4, batch_utk=4, batch_identity=4, device="cpu",
+        batch_emotion=4, batch_utk=4, batch_identity=4, device="cpu", bn_recalibration_batches=2,
     )
     train(TrainSettings(epochs=1, **common))
     train(TrainSettings(epochs=2, **common))
     log = (tmp_path / "run" / "train.log").read_text()
     assert "resumed" in log
-    epochs = [json.loads(line)["epoch"] for line in log.splitlines() if line.startswith("{")]
+    epochs = [json.loads(line).get("epoch") for line in log.splitlines() if line.startswith('{"epoch"')]
     assert epochs == [1, 2]
+    # Resuming a finished run only re-exports it.
+    train(TrainSettings(epochs=2, **common))
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert len([line for line in log.splitlines() if line.startswith('{"epoch"')]) == 2

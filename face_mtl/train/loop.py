@@ -75,11 +75,35 @@ def schedule_progress(step: int, total_steps: int, elapsed: float, budget_second
 
 
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """Exponential moving average of weights and of float buffers (BatchNorm statistics):
+    copying the live model's statistics onto lagging weights mismatches them badly."""
     with torch.no_grad():
         for e, p in zip(ema.parameters(), model.parameters()):
             e.lerp_(p, 1.0 - decay)
         for e, b in zip(ema.buffers(), model.buffers()):
-            e.copy_(b)
+            if e.dtype.is_floating_point:
+                e.lerp_(b, 1.0 - decay)
+            else:
+                e.copy_(b)
+
+
+def recalibrate_batchnorm(model: torch.nn.Module, draw_batch, batches: int) -> None:
+    """Re-estimate BatchNorm statistics of (EMA) weights as exact averages over ``batches``
+    training batches from ``draw_batch()``, so the statistics match the weights."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms or batches <= 0:
+        return
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the batches seen
+    model.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            model(draw_batch())
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    model.eval()
 
 
 def _param_groups(model: torch.nn.Module, cosface: torch.nn.Module, weight_decay: float):
@@ -190,12 +214,28 @@ def train(settings: TrainSettings) -> Path:
 
     class_weights = emotion_class_weights(fer.emotion, settings.emotion_weight_power).to(device)
     augment = AugmentSettings()
-    cyclers = {"utk": Cycler(len(utk), generator), "celeba": Cycler(len(celeba), generator)}
+    cyclers = {name: Cycler(len(s), generator) for name, s in (("fer", fer), ("utk", utk), ("celeba", celeba))}
     started = time.time() - state["elapsed"]
     budget = settings.max_hours * 3600
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else torch.autocast("cpu", enabled=False)
 
-    while state["epoch"] < settings.epochs:
+    def draw_batch(order: np.ndarray | None = None, step: int = 0):
+        fer_indices = (
+            order[step * settings.batch_emotion : (step + 1) * settings.batch_emotion]
+            if order is not None
+            else cyclers["fer"].take(settings.batch_emotion)
+        )
+        crops, labels = make_batch([
+            (fer, fer_indices),
+            (utk, cyclers["utk"].take(settings.batch_utk)),
+            (celeba, cyclers["celeba"].take(settings.batch_identity)),
+        ])
+        x = augment_batch(crops, config.input_size, config.mean, config.std, augment, generator)
+        return x.to(device).contiguous(memory_format=torch.channels_last), {k: v.to(device) for k, v in labels.items()}
+
+    val_splits = {k: v for k, v in splits.items() if k.endswith("_val")}
+    finished = state["epoch"] >= settings.epochs or schedule_progress(state["step"], total_steps, state["elapsed"], budget) >= 1.0
+    while not finished:
         epoch = state["epoch"] + 1
         model.train()
         order = torch.randperm(len(fer), generator=generator).numpy()
@@ -203,14 +243,7 @@ def train(settings: TrainSettings) -> Path:
         progress = 0.0
         epoch_start = time.time()
         for step in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{settings.epochs}", unit="step", mininterval=30):
-            crops, labels = make_batch([
-                (fer, order[step * settings.batch_emotion : (step + 1) * settings.batch_emotion]),
-                (utk, cyclers["utk"].take(settings.batch_utk)),
-                (celeba, cyclers["celeba"].take(settings.batch_identity)),
-            ])
-            x = augment_batch(crops, config.input_size, config.mean, config.std, augment, generator)
-            x = x.to(device).contiguous(memory_format=torch.channels_last)
-            labels = {k: v.to(device) for k, v in labels.items()}
+            x, labels = draw_batch(order, step)
             progress = schedule_progress(state["step"], total_steps, time.time() - started, budget)
             if progress >= 1.0:
                 break
@@ -229,7 +262,7 @@ def train(settings: TrainSettings) -> Path:
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
         seconds = time.time() - epoch_start
         steps_done = step + 1 if progress < 1.0 else step
-        report = evaluate_splits(ema, config, {k: v for k, v in splits.items() if k.endswith("_val")}, device)
+        report = evaluate_splits(ema, config, val_splits, device)
         state["epoch"], state["elapsed"] = epoch, time.time() - started
         record = {
             "epoch": epoch,
@@ -246,18 +279,20 @@ def train(settings: TrainSettings) -> Path:
         _export(ema, config, settings, state, report, splits, run_dir / "export")
         if progress >= 1.0:
             _log(run_dir, f"stopping in epoch {epoch}: --max-hours {settings.max_hours} reached")
-            break
-    exported = run_dir / "export"
+        finished = progress >= 1.0 or state["epoch"] >= settings.epochs
+
+    recalibrate_batchnorm(ema, lambda: draw_batch()[0], settings.bn_recalibration_batches)
+    report = evaluate_splits(ema, config, val_splits, device)
+    _log(run_dir, json.dumps({"final": {k: round(v, 4) for k, v in headline(report).items()},
+                              "bn_recalibration_batches": settings.bn_recalibration_batches}))
+    exported = _export(ema, config, settings, state, report, splits, run_dir / "export")
     if settings.export_dir:
-        exported = _export(ema, config, settings, state, None, splits, Path(settings.export_dir), copy_from=run_dir / "export")
+        exported = _export(ema, config, settings, state, report, splits, Path(settings.export_dir))
     return exported
 
 
-def _export(ema, config, settings, state, report, splits, folder: Path, copy_from: Path | None = None) -> Path:
+def _export(ema, config, settings, state, report, splits, folder: Path) -> Path:
     """Save the EMA weights with a config that records how they were made and how they scored."""
-    if copy_from is not None:
-        config = ModelConfig.from_json(copy_from / "config.json")
-        return save_model(ema, config, folder)
     training = {
         "data": {
             "ferplus_train": len(splits["ferplus_train"]),

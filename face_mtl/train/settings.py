@@ -22,6 +22,7 @@ class TrainSettings:
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     ema_decay: float = 0.999
+    bn_recalibration_batches: int = 100  # BatchNorm statistics re-estimated for the final EMA
     batch_emotion: int = 64
     batch_utk: int = 48
     batch_identity: int = 16
