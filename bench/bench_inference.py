@@ -45,6 +45,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--max-side", type=int, nargs="*", default=[],
+                        help="also time analyze with these detector max_side values")
     args = parser.parse_args()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -62,8 +64,14 @@ def main() -> None:
         photo = four_face_photo()
         faces = analyzer.analyze(photo)
         times = timed(partial(analyzer.analyze, photo), args.repeats)
-        print(f"analyze {photo.shape[1]}x{photo.shape[0]} photo, {len(faces)} faces: "
+        print(f"analyze {photo.shape[1]}x{photo.shape[0]} photo, {len(faces)} faces "
+              f"(detector max_side {analyzer.detector.settings.max_side}): "
               f"median {statistics.median(times):.3f} s, best {min(times):.3f} s per call")
+        for max_side in args.max_side:
+            variant = FaceAnalyzer(weights=args.weights, device=device, max_side=max_side)
+            found = len(variant.analyze(photo))
+            times = timed(partial(variant.analyze, photo), args.repeats)
+            print(f"  max_side {max_side}: {found} faces, median {statistics.median(times):.3f} s per call")
 
 
 if __name__ == "__main__":

@@ -134,3 +134,14 @@ def test_unreadable_files_raise_a_clear_error(analyzer, tmp_path, content, probl
 def test_missing_file_is_named(analyzer, tmp_path):
     with pytest.raises(ImageLoadError, match="no such file"):
         analyzer.analyze(tmp_path / "nope.png")
+
+
+def test_cpu_runner_matches_the_module(analyzer):
+    import torch
+
+    x = torch.randn(5, 3, analyzer.config.input_size, analyzer.config.input_size)
+    x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        eager, fast = analyzer.model(x), analyzer._runner(x)
+    for key in eager:
+        torch.testing.assert_close(fast[key], eager[key], atol=1e-4, rtol=1e-4)
