@@ -40,15 +40,6 @@ def emotion_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, 
     }
 
 
-def emotion_majority(emotion_votes: np.ndarray) -> np.ndarray:
-    """EMOTIONS index of the top vote per row (votes in EMOTIONS order), -1 where tied or empty."""
-    top = emotion_votes.max(axis=1, keepdims=True)
-    tied = (emotion_votes == top).sum(axis=1) > 1
-    labels = emotion_votes.argmax(axis=1)
-    labels[tied | (top[:, 0] <= 0)] = -1
-    return labels
-
-
 def age_mae(predicted_years: np.ndarray, true_years: np.ndarray) -> float:
     return float(np.abs(np.asarray(predicted_years) - np.asarray(true_years)).mean())
 
@@ -137,7 +128,10 @@ def evaluate_splits(model, config, splits: dict, device: str = "cpu", fer_labels
     fer = splits["ferplus_val"]
     fer_out = predict_cached(model, fer.crops, config, device)
     if fer_labels is None:
-        fer_labels = emotion_majority(fer.emotion)
+        from .train.datasets import majority_vote
+
+        # Cached vote shares are in EMOTIONS order already.
+        fer_labels = majority_vote(fer.emotion)
     utk = splits["utk_val"]
     utk_out = predict_cached(model, utk.crops, config, device)
     celeba = splits["celeba_val"]
@@ -182,7 +176,7 @@ def evaluate_pipeline(analyzer, data_dir: Path, val_fraction: float = 0.1) -> di
     keep = np.flatnonzero(labels >= 0)
     faces = analyzer.predict_crops(list(pixels[keep]))
     emotion = np.array([[f.emotions[e] for e in EMOTIONS] for f in faces])
-    fer_accuracy = float((emotion.argmax(axis=1) == labels[keep]).mean())
+    fer_accuracy = emotion_metrics(emotion, labels[keep])["accuracy"]
 
     items = [i for i in list_utkface(Path(data_dir) / "utkface" / "images") if split_of(i[0].name, val_fraction) == "val"]
     found, ages, genders, races = [], [], [], []

@@ -7,12 +7,16 @@ import numpy as np
 from face_mtl.config import EMOTIONS
 from face_mtl.evaluate import (
     age_mae,
-    emotion_majority,
     emotion_metrics,
     verification_accuracy,
     verification_pairs,
 )
-from face_mtl.train.datasets import FERPLUS_COLUMNS, ferplus_majority, ferplus_votes_to_emotions
+from face_mtl.train.datasets import (
+    FERPLUS_COLUMNS,
+    ferplus_majority,
+    ferplus_votes_to_emotions,
+    majority_vote,
+)
 
 
 def _votes(**counts) -> list[int]:
@@ -33,7 +37,7 @@ def test_ferplus_majority_protocol():
     assert reordered[0, EMOTIONS.index("happiness")] == 7 and reordered[0, EMOTIONS.index("neutral")] == 3
     # The same protocol over cached 8-emotion vote shares (EMOTIONS order).
     shares = reordered / reordered.sum(axis=1, keepdims=True)
-    assert emotion_majority(shares[[0, 1, 4]]).tolist() == [
+    assert majority_vote(shares[[0, 1, 4]]).tolist() == [
         EMOTIONS.index("happiness"), -1, EMOTIONS.index("contempt")]
 
 

@@ -89,17 +89,22 @@ def ferplus_votes_to_emotions(votes: np.ndarray) -> np.ndarray:
     return votes[:, order].astype(np.float32)
 
 
-def ferplus_majority(votes: np.ndarray) -> np.ndarray:
-    """FER+ majority protocol: EMOTIONS index of the majority label, or -1 where the
-    majority is unknown / not_face or the top vote count is tied."""
+def majority_vote(votes: np.ndarray) -> np.ndarray:
+    """Column index of each row's top vote, or -1 where the top count is tied or zero."""
     votes = np.asarray(votes)
     top = votes.max(axis=1, keepdims=True)
     tied = (votes == top).sum(axis=1) > 1
     winner = votes.argmax(axis=1)
-    mapping = np.array([EMOTIONS.index(c) if c in EMOTIONS else -1 for c in FERPLUS_COLUMNS])
-    labels = mapping[winner]
-    labels[tied | (top[:, 0] == 0)] = -1
-    return labels
+    winner[tied | (top[:, 0] <= 0)] = -1
+    return winner
+
+
+def ferplus_majority(votes: np.ndarray) -> np.ndarray:
+    """FER+ majority protocol: EMOTIONS index of the majority label, or -1 where the
+    majority is unknown / not_face or the top vote count is tied."""
+    mapping = np.array([EMOTIONS.index(c) if c in EMOTIONS else -1 for c in FERPLUS_COLUMNS] + [-1])
+    # -1 (tie) indexes the trailing -1 of the mapping.
+    return mapping[majority_vote(votes)]
 
 
 def ferplus_trainable(votes: np.ndarray) -> np.ndarray:
