@@ -8,12 +8,16 @@ from torch import nn
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy against a target distribution (rows of ``target`` sum to 1)."""
-    log_probs = F.log_softmax(logits.float(), dim=1)
-    if class_weights is not None:
-        target = target * class_weights
-        target = target / target.sum(dim=1, keepdim=True).clamp_min(1e-8)
-    return -(target * log_probs).sum(dim=1).mean()
+    """Cross-entropy against a target distribution (rows of ``target`` sum to 1).
+
+    ``class_weights`` weight each sample by its target's expected class weight, so rare
+    classes count more; reweighting inside the target instead would cancel for one-hot votes.
+    """
+    per_sample = -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
+    if class_weights is None:
+        return per_sample.mean()
+    sample_weights = target @ class_weights
+    return (sample_weights * per_sample).sum() / sample_weights.sum().clamp_min(1e-8)
 
 
 def age_loss(logits: torch.Tensor, years: torch.Tensor, sigma: float = 2.5, l1_weight: float = 0.05) -> torch.Tensor:
