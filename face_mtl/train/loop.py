@@ -114,11 +114,15 @@ def _param_groups(model: torch.nn.Module, cosface: torch.nn.Module, weight_decay
 
 
 def save_checkpoint(
-    run_dir: Path, modules: dict[str, torch.nn.Module], optimizer, state: dict[str, Any], generator: torch.Generator
+    run_dir: Path, modules: dict[str, torch.nn.Module], optimizer, state: dict[str, Any], generator: torch.Generator,
+    cyclers: dict[str, Cycler],
 ) -> None:
-    """Weights, optimizer moments, RNG states and progress in one safetensors file, renamed
-    into place (never half-written); state.json beside it is a readable copy of the progress."""
+    """Weights, optimizer moments, RNG states, sampler positions and progress in one safetensors
+    file, renamed into place (never half-written); state.json beside it is a readable copy."""
     tensors = {f"{name}/{k}": v.detach().cpu().contiguous() for name, m in modules.items() for k, v in m.state_dict().items()}
+    for name, cycler in cyclers.items():
+        tensors[f"cycler/{name}"] = cycler.order.contiguous()
+    state = {**state, "cycler_positions": {name: cycler.position for name, cycler in cyclers.items()}}
     optim_state = optimizer.state_dict()
     for index, values in optim_state["state"].items():
         for key, value in values.items():
@@ -135,7 +139,8 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    run_dir: Path, modules: dict[str, torch.nn.Module], optimizer, generator: torch.Generator
+    run_dir: Path, modules: dict[str, torch.nn.Module], optimizer, generator: torch.Generator,
+    cyclers: dict[str, Cycler],
 ) -> dict[str, Any]:
     tensors = load_file(str(run_dir / CHECKPOINT))
     with safe_open(str(run_dir / CHECKPOINT), "pt") as handle:
@@ -159,6 +164,10 @@ def load_checkpoint(
     torch.set_rng_state(tensors["rng/torch"])
     if "rng/generator" in tensors:
         generator.set_state(tensors["rng/generator"])
+    for name, position in state.get("cycler_positions", {}).items():
+        # Checkpoints written before the positions were saved resume with fresh shuffles.
+        if f"cycler/{name}" in tensors and len(tensors[f"cycler/{name}"]) == cyclers[name].size:
+            cyclers[name].order, cyclers[name].position = tensors[f"cycler/{name}"], position
     return state
 
 
@@ -177,18 +186,23 @@ def train(settings: TrainSettings) -> Path:
     device = settings.device or default_device()
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
     run_dir = Path(settings.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
     splits = build_splits(Path(settings.data_dir), Path(settings.cache_dir), settings.input_size)
+    # Seeded after the cache is built: building it creates the detector, which draws from the
+    # global RNG, so a run that builds the cache would otherwise start from other weights.
+    torch.manual_seed(settings.seed)
     fer, utk, celeba = splits["ferplus_train"], splits["utk_train"], splits["celeba_train"]
     identities = int(celeba.identity.max()) + 1
+    parent = None
     if settings.init_weights:
         model, config = load_model(settings.init_weights, device="cpu")
         if config.input_size != settings.input_size:
             raise ValueError(f"--init-weights has input size {config.input_size}, not {settings.input_size}")
+        # The exported config keeps the lineage: how the starting weights were made.
+        parent = {"weights": settings.init_weights, "training": config.training, "metrics": config.metrics.get("summary")}
     else:
         config = ModelConfig(backbone=settings.backbone, input_size=settings.input_size)
         model = FaceMTLNet(config)
@@ -207,14 +221,14 @@ def train(settings: TrainSettings) -> Path:
     total_steps = steps_per_epoch * settings.epochs
     warmup = round(settings.warmup_epochs * steps_per_epoch)
     state: dict[str, Any] = {"epoch": 0, "step": 0, "elapsed": 0.0, "history": []}
+    cyclers = {name: Cycler(len(s), generator) for name, s in (("fer", fer), ("utk", utk), ("celeba", celeba))}
     if (run_dir / CHECKPOINT).exists():
-        state = load_checkpoint(run_dir, modules, optimizer, generator)
+        state = load_checkpoint(run_dir, modules, optimizer, generator, cyclers)
         _log(run_dir, f"resumed {run_dir} at epoch {state['epoch']}")
     (run_dir / "settings.json").write_text(json.dumps(settings.to_dict(), indent=2), encoding="utf-8")
 
     class_weights = emotion_class_weights(fer.emotion, settings.emotion_weight_power).to(device)
     augment = AugmentSettings()
-    cyclers = {name: Cycler(len(s), generator) for name, s in (("fer", fer), ("utk", utk), ("celeba", celeba))}
     started = time.time() - state["elapsed"]
     budget = settings.max_hours * 3600
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else torch.autocast("cpu", enabled=False)
@@ -275,8 +289,8 @@ def train(settings: TrainSettings) -> Path:
         }
         state["history"].append(record)
         _log(run_dir, json.dumps(record))
-        save_checkpoint(run_dir, modules, optimizer, state, generator)
-        _export(ema, config, settings, state, report, splits, run_dir / "export")
+        save_checkpoint(run_dir, modules, optimizer, state, generator, cyclers)
+        _export(ema, config, settings, state, report, splits, parent, run_dir / "export")
         if progress >= 1.0:
             _log(run_dir, f"stopping in epoch {epoch}: --max-hours {settings.max_hours} reached")
         finished = progress >= 1.0 or state["epoch"] >= settings.epochs
@@ -285,13 +299,13 @@ def train(settings: TrainSettings) -> Path:
     report = evaluate_splits(ema, config, val_splits, device)
     _log(run_dir, json.dumps({"final": {k: round(v, 4) for k, v in headline(report).items()},
                               "bn_recalibration_batches": settings.bn_recalibration_batches}))
-    exported = _export(ema, config, settings, state, report, splits, run_dir / "export")
+    exported = _export(ema, config, settings, state, report, splits, parent, run_dir / "export")
     if settings.export_dir:
-        exported = _export(ema, config, settings, state, report, splits, Path(settings.export_dir))
+        exported = _export(ema, config, settings, state, report, splits, parent, Path(settings.export_dir))
     return exported
 
 
-def _export(ema, config, settings, state, report, splits, folder: Path) -> Path:
+def _export(ema, config, settings, state, report, splits, parent, folder: Path) -> Path:
     """Save the EMA weights with a config that records how they were made and how they scored."""
     training = {
         "data": {
@@ -306,5 +320,7 @@ def _export(ema, config, settings, state, report, splits, folder: Path) -> Path:
         "elapsed_minutes": round(state["elapsed"] / 60, 1),
         "history": state["history"],
     }
+    if parent:
+        training["initialised_from"] = parent
     metrics = {"validation": report, "summary": headline(report)} if report else {}
     return save_model(ema, config.with_updates(training=training, metrics=metrics), folder)
