@@ -1,0 +1,74 @@
+"""Print the model card's figure tables (markdown) from `face-mtl eval` JSON and training logs.
+
+    python scripts/card_tables.py runs/next/eval.json runs/mtl96/train.log runs/mtl96b/train.log
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+TARGETS = {"ferplus_accuracy": ">= 0.80", "age_mae": "<= 6.0", "gender_accuracy": ">= 0.92",
+           "ethnicity_accuracy": ">= 0.80", "verification_accuracy": ">= 0.85"}
+
+
+def validation_table(report: dict) -> list[str]:
+    s, p = report["summary"], report["pipeline"]
+    u = p["utkface_analyze"]
+    rows = [
+        "| task | metric | split | shipped | target (issue 3) |",
+        "|---|---|---|---|---|",
+        f"| expression | FER+ 8-class accuracy, majority protocol | FER+ valid (PublicTest), {report['ferplus']['count']} images "
+        f"| {s['ferplus_accuracy']:.3f} | {TARGETS['ferplus_accuracy']} |",
+        f"| expression | same, 48x48 grayscale crops through `predict_crops` | FER+ valid, {p['ferplus_count']} images "
+        f"| {p['ferplus_predict_crops_accuracy']:.3f} | |",
+        f"| age | MAE, years | UTKFace 10 % hold-out, {report['utkface']['count']} faces | {s['age_mae']:.2f} | {TARGETS['age_mae']} |",
+        f"| gender | accuracy | same | {s['gender_accuracy']:.3f} | {TARGETS['gender_accuracy']} |",
+        f"| ethnicity | accuracy | same | {s['ethnicity_accuracy']:.3f} | {TARGETS['ethnicity_accuracy']} |",
+        f"| identity | verification accuracy (10-fold threshold) | {report['identity']['pairs']} pairs of "
+        f"{report['identity']['people']} held-out CelebA people | {s['verification_accuracy']:.3f} | {TARGETS['verification_accuracy']} |",
+        f"| age / gender / ethnicity through `analyze` (detection included) | MAE / acc / acc | {u['photos']} UTKFace hold-out "
+        f"photos with margins, face found in {u['face_found_rate']:.1%} | {u['age_mae']:.2f} / {u['gender_accuracy']:.3f} / "
+        f"{u['ethnicity_accuracy']:.3f} | |",
+        "",
+        "Per-class recall on FER+ valid: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in report["ferplus"]["recall"].items() if v is not None) + ".",
+    ]
+    return rows
+
+
+def curve_table(log: Path, with_fer: bool) -> list[str]:
+    lines = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.startswith("{")]
+    epochs = [line for line in lines if "epoch" in line]
+    finals = [line["final"] for line in lines if "final" in line]
+    fer_head, fer_rule = ("FER+ | ", "---|") if with_fer else ("", "")
+    rows = [f"| epoch | minutes | lr | train loss | {fer_head}age MAE | gender | ethnicity | verification |",
+            f"|---|---|---|---|{fer_rule}---|---|---|---|"]
+
+    def cells(v: dict) -> str:
+        fer = f"{v['ferplus_accuracy']:.3f} | " if with_fer else ""
+        return f"{fer}{v['age_mae']:.2f} | {v['gender_accuracy']:.3f} | {v['ethnicity_accuracy']:.3f} | {v['verification_accuracy']:.3f}"
+
+    for e in epochs:
+        rows.append(f"| {e['epoch']} | {e['elapsed_min']} | {e['lr']:.1e} | {e['train_loss']['total']:.2f} | {cells(e['val'])} |")
+    if finals:
+        rows.append(f"| final (BatchNorm re-estimated) | | | | {cells(finals[-1])} |")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("eval_json", type=Path)
+    parser.add_argument("logs", type=Path, nargs="*", help="train.log files, oldest run first")
+    parser.add_argument("--no-fer-column", type=Path, nargs="*", default=[],
+                        help="logs whose per-epoch FER+ figure is not trustworthy")
+    args = parser.parse_args()
+    print("\n".join(validation_table(json.loads(args.eval_json.read_text(encoding="utf-8")))))
+    for log in args.logs:
+        print(f"\n{log}:\n")
+        print("\n".join(curve_table(log, with_fer=log not in args.no_fer_column)))
+
+
+if __name__ == "__main__":
+    main()
