@@ -124,12 +124,6 @@ def test_face_that_arrives_mid_clip(analyzed):
 
 
 @needs_videos
-@pytest.mark.xfail(
-    reason="the first shipped weights (FER+ 0.655, sadness recall 0.15, see MODEL_CARD.md) read her "
-    "crying as happiness in 75% of the crying frames; expected to pass once issue 3's training "
-    "targets are met",
-    strict=False,
-)
 def test_crying_then_laughing_shows_in_the_timeline(analyzed, analyzer):
     if not analyzer.config.metrics:
         pytest.skip("bundled weights are the untrained placeholder (config.metrics is empty)")
