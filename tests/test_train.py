@@ -111,15 +111,15 @@ def test_training_resumes_from_its_checkpoint(tiny_data, tmp_path, monkeypatch):
         batch_emotion=4, batch_utk=4, batch_identity=4, device="cpu", bn_recalibration_batches=2,
         max_hours=1e6,  # the schedule then follows steps, not the (differing) wall time
     )
-    export = loop._export
+    exported_config = loop._exported_config
 
     def crash_after_first_checkpoint(*args, **kwargs):
         raise _Interrupted
 
-    monkeypatch.setattr(loop, "_export", crash_after_first_checkpoint)
+    monkeypatch.setattr(loop, "_exported_config", crash_after_first_checkpoint)
     with pytest.raises(_Interrupted):
         train(settings)
-    monkeypatch.setattr(loop, "_export", export)
+    monkeypatch.setattr(loop, "_exported_config", exported_config)
     resumed = train(settings)
     log = (tmp_path / "run" / "train.log").read_text()
     assert "resumed" in log

@@ -290,7 +290,7 @@ def train(settings: TrainSettings) -> Path:
         state["history"].append(record)
         _log(run_dir, json.dumps(record))
         save_checkpoint(run_dir, modules, optimizer, state, generator, cyclers)
-        _export(ema, config, settings, state, report, splits, parent, run_dir / "export")
+        save_model(ema, _exported_config(config, settings, state, report, splits, parent), run_dir / "export")
         if progress >= 1.0:
             _log(run_dir, f"stopping in epoch {epoch}: --max-hours {settings.max_hours} reached")
         finished = progress >= 1.0 or state["epoch"] >= settings.epochs
@@ -299,14 +299,15 @@ def train(settings: TrainSettings) -> Path:
     report = evaluate_splits(ema, config, val_splits, device)
     _log(run_dir, json.dumps({"final": {k: round(v, 4) for k, v in headline(report).items()},
                               "bn_recalibration_batches": settings.bn_recalibration_batches}))
-    exported = _export(ema, config, settings, state, report, splits, parent, run_dir / "export")
+    final_config = _exported_config(config, settings, state, report, splits, parent)
+    exported = save_model(ema, final_config, run_dir / "export")
     if settings.export_dir:
-        exported = _export(ema, config, settings, state, report, splits, parent, Path(settings.export_dir))
+        exported = save_model(ema, final_config, Path(settings.export_dir))
     return exported
 
 
-def _export(ema, config, settings, state, report, splits, parent, folder: Path) -> Path:
-    """Save the EMA weights with a config that records how they were made and how they scored."""
+def _exported_config(config, settings, state, report, splits, parent) -> ModelConfig:
+    """The config saved with the EMA weights: it records how they were made and how they scored."""
     training = {
         "data": {
             "ferplus_train": len(splits["ferplus_train"]),
@@ -323,4 +324,4 @@ def _export(ema, config, settings, state, report, splits, parent, folder: Path) 
     if parent:
         training["initialised_from"] = parent
     metrics = {"validation": report, "summary": headline(report)} if report else {}
-    return save_model(ema, config.with_updates(training=training, metrics=metrics), folder)
+    return config.with_updates(training=training, metrics=metrics)
