@@ -30,7 +30,8 @@ class ModelConfig:
 
     ``input_size`` is the side of the square RGB crop in pixels; ``mean``/``std`` apply to
     pixels scaled to 0..1. ``max_age`` bounds the age head, which predicts a distribution
-    over whole years 0..max_age and reports its expected value.
+    over whole years 0..max_age and reports its expected value. ``test_time_flip``: predict
+    from the crop and its mirror image together (averaged), at twice the network cost.
     """
 
     backbone: str = "efficientnet_b0"
@@ -43,6 +44,7 @@ class ModelConfig:
     max_age: int = 100
     embedding_size: int = 128
     dropout: float = 0.2
+    test_time_flip: bool = True
     format_version: int = FORMAT_VERSION
     training: dict[str, Any] = field(default_factory=dict, compare=False)
     metrics: dict[str, Any] = field(default_factory=dict, compare=False)

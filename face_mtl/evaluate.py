@@ -105,7 +105,7 @@ def predict_cached(model, crops: np.ndarray, config, device: str = "cpu", batch:
             x = eval_batch(chunk, config.input_size, config.mean, config.std).to(device)
             if device != "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
-            parts.append({k: v.cpu() for k, v in predict(model, x).items()})
+            parts.append({k: v.cpu() for k, v in predict(model, x, flip=config.test_time_flip).items()})
     return {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]}
 
 

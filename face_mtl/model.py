@@ -45,19 +45,30 @@ class FaceMTLNet(nn.Module):
         return outputs
 
 
-def expected_age(age_logits: torch.Tensor) -> torch.Tensor:
-    """Expected value in years of the softmax distribution over ages 0..max_age (shape N)."""
-    years = torch.arange(age_logits.shape[1], dtype=torch.float32, device=age_logits.device)
-    return (age_logits.float().softmax(dim=1) * years).sum(dim=1)
+def expected_years(age_distribution: torch.Tensor) -> torch.Tensor:
+    """Expected value in years of distributions over ages 0..max_age (N x max_age+1 -> N)."""
+    years = torch.arange(age_distribution.shape[1], dtype=torch.float32, device=age_distribution.device)
+    return (age_distribution * years).sum(dim=1)
 
 
-def predict(model: FaceMTLNet, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Probabilities (emotion, gender, ethnicity), age in years and embeddings, as float32."""
-    outputs = model(x)
-    return {
-        "emotion": outputs["emotion"].float().softmax(dim=1),
-        "gender": outputs["gender"].float().softmax(dim=1),
-        "ethnicity": outputs["ethnicity"].float().softmax(dim=1),
-        "age": expected_age(outputs["age"]),
-        "embedding": outputs["embedding"].float(),
+def predict(model: FaceMTLNet, x: torch.Tensor, flip: bool = False) -> dict[str, torch.Tensor]:
+    """Probabilities (emotion, gender, ethnicity), age in years and embeddings, as float32.
+
+    ``flip``: also run the mirror image (in the same batch) and average the two views:
+    faces are near-symmetric, so this costs one more forward pass and makes every head
+    less sensitive to which way a face turns.
+    """
+    n = x.shape[0]
+    outputs = model(torch.cat([x, torch.flip(x, dims=[3])]) if flip else x)
+
+    def both_views(values: torch.Tensor) -> torch.Tensor:
+        return (values[:n] + values[n:]) / 2 if flip else values
+
+    probabilities = {
+        name: both_views(outputs[name].float().softmax(dim=1)) for name in ("emotion", "gender", "ethnicity")
     }
+    age_distribution = both_views(outputs["age"].float().softmax(dim=1))
+    embedding = outputs["embedding"].float()
+    if flip:
+        embedding = F.normalize(embedding[:n] + embedding[n:], dim=1)
+    return {**probabilities, "age": expected_years(age_distribution), "embedding": embedding}

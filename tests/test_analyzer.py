@@ -145,3 +145,25 @@ def test_cpu_runner_matches_the_module(analyzer):
         eager, fast = analyzer.model(x), analyzer._runner(x)
     for key in eager:
         torch.testing.assert_close(fast[key], eager[key], atol=1e-4, rtol=1e-4)
+
+
+def test_test_time_flip_averages_a_face_and_its_mirror_image(random_weights, grace_hopper_path):
+    with_flip = FaceAnalyzer(weights=random_weights, device="cpu")
+    without = FaceAnalyzer(weights=random_weights, device="cpu", test_time_flip=False)
+    assert with_flip.config.test_time_flip and with_flip.test_time_flip and not without.test_time_flip
+    box = tuple(round(v) for v in with_flip.analyze(grace_hopper_path)[0].box)
+    size = with_flip.config.input_size
+    crop = np.asarray(Image.open(grace_hopper_path).convert("RGB").crop(box).resize((size, size)))
+    mirror = np.ascontiguousarray(crop[:, ::-1])
+
+    plain, plain_mirror = without.predict_crops([crop, mirror])
+    flipped, flipped_mirror = with_flip.predict_crops([crop, mirror])
+    plain_emotions = np.array(list(plain.emotions.values()))
+    plain_mirror_emotions = np.array(list(plain_mirror.emotions.values()))
+    # One view alone depends on which way the face looks; the two views together do not.
+    assert np.abs(plain_emotions - plain_mirror_emotions).max() > 1e-3
+    np.testing.assert_allclose(list(flipped.emotions.values()), list(flipped_mirror.emotions.values()), atol=1e-5)
+    np.testing.assert_allclose(list(flipped.emotions.values()), (plain_emotions + plain_mirror_emotions) / 2, atol=1e-5)
+    assert flipped.age == pytest.approx((plain.age + plain_mirror.age) / 2, abs=1e-3)
+    assert flipped.age == pytest.approx(flipped_mirror.age, abs=1e-3)
+    assert float(flipped.embedding @ flipped_mirror.embedding) > 0.9999

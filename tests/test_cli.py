@@ -62,3 +62,15 @@ def test_four_people_give_four_faces_with_every_field():
 def test_missing_weights_exit_2(astronaut_path, tmp_path):
     result = run_cli("analyze", str(astronaut_path), "--weights", str(tmp_path))
     assert result.returncode == 2 and "no face_mtl weights found" in result.stderr
+
+
+def test_no_flip_gives_the_single_view_prediction(astronaut_path, random_weights):
+    from face_mtl import FaceAnalyzer
+
+    result = run_cli("analyze", str(astronaut_path), "--json", "--no-flip", "--weights", str(random_weights), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)[0]["faces"][0]["emotions"]
+    single_view = FaceAnalyzer(weights=random_weights, device="cpu", test_time_flip=False).analyze(astronaut_path)[0]
+    both_views = FaceAnalyzer(weights=random_weights, device="cpu").analyze(astronaut_path)[0]
+    assert printed == pytest.approx(single_view.emotions, abs=1e-4)
+    assert max(abs(printed[e] - both_views.emotions[e]) for e in printed) > 1e-3
