@@ -126,9 +126,9 @@ def _eval_command(args: argparse.Namespace) -> int:
     _check_data_dir(args.data)
     _check_device(args.device)
     try:
-            report = evaluate_weights(
+        report = evaluate_weights(
             args.weights, data_dir=Path(args.data), cache_dir=Path(args.cache), device=args.device,
-            pipeline=not args.no_pipeline,
+            pipeline=not args.no_pipeline, test_time_flip=False if args.no_flip else None,
         )
     except (WeightsNotFoundError, WeightsMismatchError) as error:
         raise CliError(str(error)) from None
@@ -189,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-pipeline", action="store_true",
                           help="skip the whole-pipeline check (FER+ via predict_crops, UTKFace via analyze)")
     model_options(evaluate)
+    flip_option(evaluate)
     evaluate.set_defaults(handler=_eval_command)
     return parser
 

@@ -207,9 +207,17 @@ def evaluate_pipeline(analyzer, data_dir: Path, val_fraction: float = 0.1) -> di
 
 
 def evaluate_weights(
-    weights, data_dir: Path, cache_dir: Path, device: str | None = None, pipeline: bool = True
+    weights,
+    data_dir: Path,
+    cache_dir: Path,
+    device: str | None = None,
+    pipeline: bool = True,
+    test_time_flip: bool | None = None,
 ) -> dict[str, Any]:
-    """Load weights (path, Hub id or None for bundled) and report every metric as a dict."""
+    """Load weights (path, Hub id or None for bundled) and report every metric as a dict.
+
+    ``test_time_flip``: override the weights' config (None: as config.json says).
+    """
     from .analyzer import FaceAnalyzer, default_device
     from .train.datasets import build_splits
     from .weights import load_model, resolve_weights
@@ -217,10 +225,14 @@ def evaluate_weights(
     device = device or default_device()
     folder = resolve_weights(weights)
     model, config = load_model(folder, device=device)
+    if test_time_flip is not None:
+        config = config.with_updates(test_time_flip=test_time_flip)
     splits = build_splits(Path(data_dir), Path(cache_dir), config.input_size)
     report = evaluate_splits(model, config, splits, device, fer_labels=ferplus_val_labels(Path(data_dir)))
     result = {"weights": str(folder), "backbone": config.backbone, "input_size": config.input_size,
-              "summary": headline(report), **report}
+              "test_time_flip": config.test_time_flip, "summary": headline(report), **report}
     if pipeline:
-        result["pipeline"] = evaluate_pipeline(FaceAnalyzer(weights=folder, device=device), Path(data_dir))
+        result["pipeline"] = evaluate_pipeline(
+            FaceAnalyzer(weights=folder, device=device, test_time_flip=config.test_time_flip), Path(data_dir)
+        )
     return result
