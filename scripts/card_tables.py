@@ -1,6 +1,7 @@
 """Print the model card's figure tables (markdown) from `face-mtl eval` JSON and training logs.
 
-    python scripts/card_tables.py runs/next/eval.json runs/mtl96/train.log runs/mtl96b/train.log
+    python scripts/card_tables.py runs/next/eval.json runs/mtl96/train.log runs/mtl96b/train.log \
+        --single-view runs/next/eval_one_view.json
 """
 
 from __future__ import annotations
@@ -13,24 +14,37 @@ TARGETS = {"ferplus_accuracy": ">= 0.80", "age_mae": "<= 6.0", "gender_accuracy"
            "ethnicity_accuracy": ">= 0.80", "verification_accuracy": ">= 0.85"}
 
 
-def validation_table(report: dict) -> list[str]:
-    s, p = report["summary"], report["pipeline"]
-    u = p["utkface_analyze"]
+def validation_table(report: dict, single_view: dict | None = None) -> list[str]:
+    """Rows of the shipped figures; with ``single_view`` (an eval run with --no-flip) a column
+    of the same figures without the mirror-image pass."""
+    reports = [report] + ([single_view] if single_view else [])
+
+    def figure(get, fmt: str) -> str:
+        return " | ".join(format(get(r), fmt) for r in reports)
+
+    def analyze_cells(r: dict) -> str:
+        u = r["pipeline"]["utkface_analyze"]
+        return f"{u['age_mae']:.2f} / {u['gender_accuracy']:.3f} / {u['ethnicity_accuracy']:.3f}"
+
+    u = report["pipeline"]["utkface_analyze"]
+    extra_head, extra_rule = (" one view (`--no-flip`) |", "---|") if single_view else ("", "")
     rows = [
-        "| task | metric | split | shipped | target (issue 3) |",
-        "|---|---|---|---|---|",
+        f"| task | metric | split | shipped |{extra_head} target (issue 3) |",
+        f"|---|---|---|---|{extra_rule}---|",
         f"| expression | FER+ 8-class accuracy, majority protocol | FER+ valid (PublicTest), {report['ferplus']['count']} images "
-        f"| {s['ferplus_accuracy']:.3f} | {TARGETS['ferplus_accuracy']} |",
-        f"| expression | same, 48x48 grayscale crops through `predict_crops` | FER+ valid, {p['ferplus_count']} images "
-        f"| {p['ferplus_predict_crops_accuracy']:.3f} | |",
-        f"| age | MAE, years | UTKFace 10 % hold-out, {report['utkface']['count']} faces | {s['age_mae']:.2f} | {TARGETS['age_mae']} |",
-        f"| gender | accuracy | same | {s['gender_accuracy']:.3f} | {TARGETS['gender_accuracy']} |",
-        f"| ethnicity | accuracy | same | {s['ethnicity_accuracy']:.3f} | {TARGETS['ethnicity_accuracy']} |",
+        f"| {figure(lambda r: r['summary']['ferplus_accuracy'], '.3f')} | {TARGETS['ferplus_accuracy']} |",
+        f"| expression | same, 48x48 grayscale crops through `predict_crops` | FER+ valid, {report['pipeline']['ferplus_count']} images "
+        f"| {figure(lambda r: r['pipeline']['ferplus_predict_crops_accuracy'], '.3f')} | |",
+        f"| age | MAE, years | UTKFace 10 % hold-out, {report['utkface']['count']} faces "
+        f"| {figure(lambda r: r['summary']['age_mae'], '.2f')} | {TARGETS['age_mae']} |",
+        f"| gender | accuracy | same | {figure(lambda r: r['summary']['gender_accuracy'], '.3f')} | {TARGETS['gender_accuracy']} |",
+        f"| ethnicity | accuracy | same | {figure(lambda r: r['summary']['ethnicity_accuracy'], '.3f')} "
+        f"| {TARGETS['ethnicity_accuracy']} |",
         f"| identity | verification accuracy (10-fold threshold) | {report['identity']['pairs']} pairs of "
-        f"{report['identity']['people']} held-out CelebA people | {s['verification_accuracy']:.3f} | {TARGETS['verification_accuracy']} |",
+        f"{report['identity']['people']} held-out CelebA people "
+        f"| {figure(lambda r: r['summary']['verification_accuracy'], '.3f')} | {TARGETS['verification_accuracy']} |",
         f"| age / gender / ethnicity through `analyze` (detection included) | MAE / acc / acc | {u['photos']} UTKFace hold-out "
-        f"photos with margins, face found in {u['face_found_rate']:.1%} | {u['age_mae']:.2f} / {u['gender_accuracy']:.3f} / "
-        f"{u['ethnicity_accuracy']:.3f} | |",
+        f"photos with margins, face found in {u['face_found_rate']:.1%} | {' | '.join(analyze_cells(r) for r in reports)} | |",
         "",
         "Per-class recall on FER+ valid: "
         + ", ".join(f"{k} {v:.2f}" for k, v in report["ferplus"]["recall"].items() if v is not None) + ".",
@@ -61,10 +75,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("eval_json", type=Path)
     parser.add_argument("logs", type=Path, nargs="*", help="train.log files, oldest run first")
+    parser.add_argument("--single-view", type=Path, help="eval JSON of the same weights with --no-flip")
     parser.add_argument("--no-fer-column", type=Path, nargs="*", default=[],
                         help="logs whose per-epoch FER+ figure is not trustworthy")
     args = parser.parse_args()
-    print("\n".join(validation_table(json.loads(args.eval_json.read_text(encoding="utf-8")))))
+    single_view = json.loads(args.single_view.read_text(encoding="utf-8")) if args.single_view else None
+    print("\n".join(validation_table(json.loads(args.eval_json.read_text(encoding="utf-8")), single_view)))
     for log in args.logs:
         print(f"\n{log}:\n")
         print("\n".join(curve_table(log, with_fer=log not in args.no_fer_column)))
