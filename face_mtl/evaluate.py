@@ -134,10 +134,6 @@ def evaluate_splits(model, config, splits: dict, device: str = "cpu", fer_labels
         fer_labels = majority_vote(fer.emotion)
     utk = splits["utk_val"]
     utk_out = predict_cached(model, utk.crops, config, device)
-    celeba = splits["celeba_val"]
-    embeddings = predict_cached(model, celeba.crops, config, device)["embedding"]
-    pairs, is_same = verification_pairs(celeba.identity, VERIFICATION_PAIRS)
-    similarities = (embeddings[pairs[:, 0]] * embeddings[pairs[:, 1]]).sum(axis=1)
     return {
         "ferplus": emotion_metrics(fer_out["emotion"], fer_labels),
         "utkface": {
@@ -146,8 +142,16 @@ def evaluate_splits(model, config, splits: dict, device: str = "cpu", fer_labels
             "ethnicity_accuracy": accuracy(utk_out["ethnicity"], utk.ethnicity),
             "count": int(len(utk)),
         },
-        "identity": {**verification_accuracy(similarities, is_same), "people": int(len(np.unique(celeba.identity)))},
+        "identity": identity_verification(model, config, splits["celeba_val"], device),
     }
+
+
+def identity_verification(model, config, people, device: str = "cpu") -> dict[str, Any]:
+    """Verification accuracy on same/different pairs of a CropSet of held-out people."""
+    embeddings = predict_cached(model, people.crops, config, device)["embedding"]
+    pairs, is_same = verification_pairs(people.identity, VERIFICATION_PAIRS)
+    similarities = (embeddings[pairs[:, 0]] * embeddings[pairs[:, 1]]).sum(axis=1)
+    return {**verification_accuracy(similarities, is_same), "people": int(len(np.unique(people.identity)))}
 
 
 def headline(report: dict[str, Any]) -> dict[str, float]:

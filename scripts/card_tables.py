@@ -56,6 +56,7 @@ def curve_table(log: Path, with_fer: bool) -> list[str]:
     lines = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.startswith("{")]
     epochs = [line for line in lines if "epoch" in line]
     finals = [line["final"] for line in lines if "final" in line]
+    projections = [line for line in lines if "identity_projection" in line]
     fer_head, fer_rule = ("FER+ | ", "---|") if with_fer else ("", "")
     rows = [f"| epoch | minutes | lr | train loss | {fer_head}age MAE | gender | ethnicity | verification |",
             f"|---|---|---|---|{fer_rule}---|---|---|---|"]
@@ -67,7 +68,11 @@ def curve_table(log: Path, with_fer: bool) -> list[str]:
     for e in epochs:
         rows.append(f"| {e['epoch']} | {e['elapsed_min']} | {e['lr']:.1e} | {e['train_loss']['total']:.2f} | {cells(e['val'])} |")
     if finals:
-        rows.append(f"| final (BatchNorm re-estimated) | | | | {cells(finals[-1])} |")
+        label = "final (BatchNorm re-estimated" + (", PCA identity head)" if projections else ")")
+        rows.append(f"| {label} | | | | {cells(finals[-1])} |")
+    if projections:
+        rows += ["", f"Verification with the CosFace-trained identity head, before it was replaced by the PCA "
+                     f"projection: {projections[-1]['verification_with_trained_head']:.3f}."]
     return rows
 
 

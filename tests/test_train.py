@@ -85,6 +85,8 @@ def test_tiny_training_lowers_loss_and_exports_loadable_weights(tiny_data, tmp_p
     history = [line for line in lines if "epoch" in line]
     assert len(history) == 4
     assert set(lines[-1]["final"]) == set(history[-1]["val"])
+    projection = next(line for line in lines if "identity_projection" in line)
+    assert 0.0 <= projection["verification_with_trained_head"] <= 1.0
     assert history[-1]["train_loss"]["total"] < history[0]["train_loss"]["total"]
     assert set(history[-1]["val"]) == {"ferplus_accuracy", "age_mae", "gender_accuracy",
                                        "ethnicity_accuracy", "verification_accuracy"}
@@ -96,6 +98,13 @@ def test_tiny_training_lowers_loss_and_exports_loadable_weights(tiny_data, tmp_p
     assert analyzer.config.training["epochs_done"] == 4
     faces = analyzer.predict_crops([np.zeros((48, 48), np.uint8)])
     assert len(faces) == 1 and abs(sum(faces[0].emotions.values()) - 1) < 1e-5
+    # The exported identity head is the PCA projection of the training people's features:
+    # orthonormal rows, as many as there are training photos, the rest zero.
+    head = analyzer.model.heads["embedding"].weight.detach().double()
+    kept = projection["celeba_train_images"]
+    assert 0 < kept < head.shape[0]
+    torch.testing.assert_close(head[:kept] @ head[:kept].T, torch.eye(kept, dtype=torch.float64), atol=1e-4, rtol=0)
+    assert float(head[kept:].abs().max()) == 0.0
 
 
 class _Interrupted(Exception):

@@ -15,11 +15,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..config import ModelConfig
-from ..evaluate import evaluate_splits, headline
+from ..evaluate import evaluate_splits, headline, identity_verification
 from ..model import FaceMTLNet
 from ..weights import load_model, save_model
 from .augment import AugmentSettings, augment_batch
 from .datasets import CropSet, build_splits
+from .embedding import fit_identity_projection
 from .losses import CosFaceHead, multitask_loss
 from .settings import TrainSettings
 
@@ -296,7 +297,11 @@ def train(settings: TrainSettings) -> Path:
         finished = progress >= 1.0 or state["epoch"] >= settings.epochs
 
     recalibrate_batchnorm(ema, lambda: draw_batch()[0], settings.bn_recalibration_batches)
+    trained_head = identity_verification(ema, config, val_splits["celeba_val"], device)
+    fit_identity_projection(ema, celeba.crops, device)
     report = evaluate_splits(ema, config, val_splits, device)
+    _log(run_dir, json.dumps({"identity_projection": "pca", "celeba_train_images": len(celeba),
+                              "verification_with_trained_head": round(trained_head["accuracy"], 4)}))
     _log(run_dir, json.dumps({"final": {k: round(v, 4) for k, v in headline(report).items()},
                               "bn_recalibration_batches": settings.bn_recalibration_batches}))
     final_config = _exported_config(config, settings, state, report, splits, parent)
