@@ -92,19 +92,24 @@ def verification_accuracy(similarities: np.ndarray, is_same: np.ndarray, folds: 
     return {"accuracy": float(correct.mean()), "threshold": float(np.mean(thresholds)), "pairs": int(len(is_same))}
 
 
+def cached_inputs(crops: np.ndarray, config, device: str = "cpu", batch: int = 256):
+    """Network input batches of cached margin crops, seen through the tight (inference) box."""
+    from .train.augment import eval_batch
+
+    for start in range(0, len(crops), batch):
+        chunk = torch.from_numpy(crops[start : start + batch])
+        x = eval_batch(chunk, config.input_size, config.mean, config.std).to(device)
+        yield x if device == "cpu" else x.contiguous(memory_format=torch.channels_last)
+
+
 def predict_cached(model, crops: np.ndarray, config, device: str = "cpu", batch: int = 256) -> dict[str, np.ndarray]:
     """Network outputs for cached margin crops, seen through the tight (inference) box."""
     from .model import predict
-    from .train.augment import eval_batch
 
     parts = []
     model.eval()
     with torch.inference_mode():
-        for start in range(0, len(crops), batch):
-            chunk = torch.from_numpy(crops[start : start + batch])
-            x = eval_batch(chunk, config.input_size, config.mean, config.std).to(device)
-            if device != "cpu":
-                x = x.contiguous(memory_format=torch.channels_last)
+        for x in cached_inputs(crops, config, device, batch):
             parts.append({k: v.cpu() for k, v in predict(model, x, flip=config.test_time_flip).items()})
     return {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]}
 

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from ..config import ModelConfig
+from ..evaluate import cached_inputs
 from ..model import FaceMTLNet
-from .augment import eval_batch
 
 
 def pca_projection(features: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,15 +29,11 @@ def pca_projection(features: torch.Tensor, size: int) -> tuple[torch.Tensor, tor
     return weight.float(), (-weight @ mean).float()
 
 
-def backbone_features(model: FaceMTLNet, crops: np.ndarray, config: ModelConfig, device: str, batch: int = 256) -> torch.Tensor:
+def backbone_features(model: FaceMTLNet, crops: np.ndarray, config: ModelConfig, device: str) -> torch.Tensor:
     """Pooled backbone features of cached margin crops, seen through the tight box (N x F)."""
     model.eval()
-    parts = []
     with torch.inference_mode():
-        for start in range(0, len(crops), batch):
-            x = eval_batch(torch.from_numpy(crops[start : start + batch]), config.input_size, config.mean, config.std)
-            parts.append(model.backbone(x.to(device)).float().cpu())
-    return torch.cat(parts)
+        return torch.cat([model.backbone(x).float().cpu() for x in cached_inputs(crops, config, device)])
 
 
 def fit_identity_projection(model: FaceMTLNet, crops: np.ndarray, device: str) -> None:
