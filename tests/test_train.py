@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from face_mtl import FaceAnalyzer
 from face_mtl.train import TrainSettings, train
-from face_mtl.train.datasets import FERPLUS_COLUMNS, split_of
+from face_mtl.train.datasets import FERPLUS_COLUMNS, build_splits, split_of
 
 
 def _face_views(path: Path, box: tuple[int, int, int, int], count: int, size: int) -> list[np.ndarray]:
@@ -78,20 +78,32 @@ def test_tiny_training_lowers_loss_and_exports_loadable_weights(tiny_data, tmp_p
         data_dir=str(tiny_data), cache_dir=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
         backbone="mobilenetv4_conv_small", input_size=64, epochs=4, max_steps=3, lr=2e-3,
         warmup_epochs=0.0, ema_decay=0.5, batch_emotion=4, batch_utk=4, batch_identity=4, device="cpu",
-        bn_recalibration_batches=5,
+        bn_recalibration_batches=5, embedding_head="pca", loss_teacher=2.0,
     )
+    # Identity teacher descriptors for the cached CelebA training faces (random directions
+    # stand in for dlib's: the loop only needs the cache in the crop cache's order).
+    celeba_train = build_splits(tiny_data, tmp_path / "cache", 64)["celeba_train"]
+    (tmp_path / "cache" / "teacher").mkdir()
+    np.savez(tmp_path / "cache" / "teacher" / "celeba_train.npz",
+             teacher=np.random.default_rng(0).normal(size=(len(celeba_train), 128)).astype(np.float32),
+             names=np.array([str(i) for i in range(len(celeba_train))]))
     exported = train(settings)
-    lines = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "identity teacher descriptors: celeba_train" in log
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     history = [line for line in lines if "epoch" in line]
     assert len(history) == 4
     assert set(lines[-1]["final"]) == set(history[-1]["val"])
     projection = next(line for line in lines if "identity_projection" in line)
     assert 0.0 <= projection["verification_with_trained_head"] <= 1.0
     assert history[-1]["train_loss"]["total"] < history[0]["train_loss"]["total"]
-    assert set(history[-1]["val"]) == {"ferplus_accuracy", "age_mae", "gender_accuracy",
+    assert "teacher" in history[-1]["train_loss"]
+    assert set(history[-1]["val"]) == {"ferplus_accuracy", "ferplus_tight_accuracy", "age_mae", "gender_accuracy",
                                        "ethnicity_accuracy", "verification_accuracy"}
-    # Crops were cached once: the cache holds every split.
-    assert len(list((tmp_path / "cache" / "crops64").glob("*.npz"))) == 6
+    # Crops were cached once: the cache holds every split, detections are cached beside it.
+    assert len(list((tmp_path / "cache" / "crops64").glob("*.npz"))) == 7
+    assert {p.stem for p in (tmp_path / "cache" / "boxes").glob("*.npz")} == {
+        "utk_train", "utk_val", "celeba_train", "celeba_val", "ferplus_tight_val"}
 
     analyzer = FaceAnalyzer(weights=exported, device="cpu")
     assert analyzer.config.input_size == 64
@@ -147,3 +159,18 @@ def test_training_resumes_from_its_checkpoint(tiny_data, tmp_path, monkeypatch):
     train(settings)
     log = (tmp_path / "run" / "train.log").read_text()
     assert len([line for line in log.splitlines() if line.startswith('{"epoch"')]) == 2
+
+
+def test_another_input_size_reuses_the_cached_detections(tiny_data, tmp_path, monkeypatch):
+    import face_mtl.train.datasets as datasets
+
+    first = build_splits(tiny_data, tmp_path, 64)
+
+    def no_detection(*args, **kwargs):
+        raise AssertionError("the detector ran again")
+
+    monkeypatch.setattr(datasets, "_detect_arrays", no_detection)
+    second = build_splits(tiny_data, tmp_path, 80)
+    assert second["utk_train"].crops.shape[1:] == (96, 96, 3)  # 80 px inside a 10 % margin
+    assert len(second["utk_train"]) == len(first["utk_train"]) and len(second["celeba_val"]) == len(first["celeba_val"])
+    np.testing.assert_array_equal(second["utk_train"].age, first["utk_train"].age)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from ..config import EMOTIONS
@@ -24,6 +25,7 @@ from ..detect import DetectorSettings, MTCNNDetector
 from ..images import load_image
 
 CACHE_MARGIN = 0.1
+TEACHER_SIZE = 128  # dlib's face descriptor
 FERPLUS_COLUMNS = (
     "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
     "unknown", "not_face",
@@ -47,6 +49,7 @@ class CropSet:
     gender: np.ndarray  # N int64 index into GENDERS, -1 = no label
     ethnicity: np.ndarray  # N int64 index into ETHNICITIES, -1 = no label
     identity: np.ndarray  # N int64 class index, -1 = no label
+    teacher: np.ndarray  # N x 128 float32 identity teacher's descriptor (train/teacher.py), all 0 = none
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -59,10 +62,16 @@ class CropSet:
         np.savez(tmp, **{f: getattr(self, f) for f in self.__dataclass_fields__})
         tmp.replace(path)
 
+    def with_teacher(self, descriptors: np.ndarray) -> "CropSet":
+        return CropSet(**{**self.__dict__, "teacher": descriptors.astype(np.float32)})
+
     @classmethod
     def load(cls, path: Path) -> "CropSet":
         with np.load(path) as data:
-            return cls(**{f: data[f] for f in cls.__dataclass_fields__})
+            fields = {f: data[f] for f in cls.__dataclass_fields__ if f in data}
+        # Caches written before the teacher field existed: no descriptors.
+        fields.setdefault("teacher", _empty_labels(len(fields["crops"]))["teacher"])
+        return cls(**fields)
 
 
 def _empty_labels(n: int) -> dict[str, np.ndarray]:
@@ -72,6 +81,7 @@ def _empty_labels(n: int) -> dict[str, np.ndarray]:
         "gender": np.full(n, -1, np.int64),
         "ethnicity": np.full(n, -1, np.int64),
         "identity": np.full(n, -1, np.int64),
+        "teacher": np.zeros((n, TEACHER_SIZE), np.float32),
     }
 
 
@@ -127,6 +137,38 @@ def read_ferplus(path: Path, size: int) -> CropSet:
     return CropSet(crops=crops, **labels)
 
 
+FERPLUS_UPSAMPLE = 3  # 48 px images -> 144 px, large enough for MTCNN to find the face
+
+
+def read_ferplus_tight(path: Path, size: int, boxes_path: Path | None = None) -> CropSet:
+    """FER+ images framed as users' faces are: MTCNN's tight box on the image upsampled
+    FERPLUS_UPSAMPLE times. Same images and order as ``read_ferplus``; where no face is
+    found the whole image stands in for the box (``tight_found_rate`` counts them)."""
+    with np.load(path) as data:
+        pixels, votes = data["pixels"], data["votes"]
+    keep = ferplus_trainable(votes)
+    pixels, emotion_votes = pixels[keep], ferplus_votes_to_emotions(votes[keep])
+    side = pixels.shape[1] * FERPLUS_UPSAMPLE
+    images = [np.asarray(Image.fromarray(gray).resize((side, side), Image.BICUBIC).convert("RGB")) for gray in pixels]
+    boxes, found = _cached_boxes(boxes_path, [f"{path.name}:{i}" for i in range(len(images))], lambda: _detect_arrays(images))
+    crops = np.empty((len(images), *_cache_shape(size)), np.uint8)
+    for i, image in enumerate(images):
+        box = tuple(boxes[i]) if found[i] else (0, 0, side, side)
+        crops[i] = crop_face(image, box, size, CACHE_MARGIN)
+    labels = _empty_labels(len(crops))
+    labels["emotion"] = emotion_votes / emotion_votes.sum(axis=1, keepdims=True)
+    return CropSet(crops=crops, **labels)
+
+
+def tight_found_rate(cache_dir: Path) -> float | None:
+    """Share of FER+ validation images where MTCNN found the face (read_ferplus_tight)."""
+    path = Path(cache_dir) / "boxes" / "ferplus_tight_val.npz"
+    if not path.exists():
+        return None
+    with np.load(path) as data:
+        return float(data["found"].mean())
+
+
 # --- photos through the detector --------------------------------------------------------------
 
 
@@ -135,22 +177,70 @@ def _cache_shape(size: int) -> tuple[int, int, int]:
     return (side, side, 3)
 
 
-def detect_and_crop(paths: list[Path], size: int, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Largest detected face of each photo, cropped with CACHE_MARGIN; (crops, found mask)."""
+def _detect_arrays(images: list[np.ndarray], batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Box of the largest face in each HxWx3 image; (boxes N x 4, found mask)."""
     detector = MTCNNDetector(PREPROCESS_DETECTOR)
-    crops = np.zeros((len(paths), *_cache_shape(size)), np.uint8)
-    found = np.zeros(len(paths), bool)
-    for start in tqdm(range(0, len(paths), batch), desc="detecting faces", unit="batch"):
-        images = [load_image(p) for p in paths[start : start + batch]]
+    boxes = np.zeros((len(images), 4), np.float32)
+    found = np.zeros(len(images), bool)
+    for start in tqdm(range(0, len(images), batch), desc="detecting faces", unit="batch"):
+        chunk = images[start : start + batch]
         groups: dict[tuple[int, ...], list[int]] = {}
-        for i, image in enumerate(images):
+        for i, image in enumerate(chunk):
             groups.setdefault(image.shape, []).append(i)
         for members in groups.values():
-            results = detector.detect_batch([images[i] for i in members])
+            results = detector.detect_batch([chunk[i] for i in members])
             for i, detections in zip(members, results):
                 if detections:
-                    crops[start + i] = crop_face(images[i], detections[0].box, size, CACHE_MARGIN)
+                    boxes[start + i] = detections[0].box
                     found[start + i] = True
+    return boxes, found
+
+
+def detect_boxes(paths: list[Path], batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Box (x1, y1, x2, y2 pixels) of the largest detected face of each photo; (boxes N x 4, found mask)."""
+    boxes = np.zeros((len(paths), 4), np.float32)
+    found = np.zeros(len(paths), bool)
+    for start in range(0, len(paths), batch * 8):  # decode a few batches at a time, not all photos
+        chunk = [load_image(p) for p in paths[start : start + batch * 8]]
+        boxes[start : start + len(chunk)], found[start : start + len(chunk)] = _detect_arrays(chunk, batch)
+    return boxes, found
+
+
+def _cached_boxes(boxes_path: Path | None, names: list[str], detect) -> tuple[np.ndarray, np.ndarray]:
+    """``detect()`` -> (boxes, found), cached in ``boxes_path`` under the inputs' ``names``
+    (a changed input list detects again)."""
+    names_array = np.array(names)
+    if boxes_path is not None and boxes_path.exists():
+        with np.load(boxes_path) as data:
+            if np.array_equal(data["names"], names_array):
+                return data["boxes"], data["found"]
+    boxes, found = detect()
+    if boxes_path is not None:
+        boxes_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = boxes_path.with_suffix(".tmp.npz")
+        np.savez(tmp, boxes=boxes, found=found, names=names_array)
+        tmp.replace(boxes_path)
+    return boxes, found
+
+
+def crops_from_boxes(paths: list[Path], boxes: np.ndarray, size: int) -> np.ndarray:
+    """Crops with CACHE_MARGIN around each box (N x C x C x 3 uint8)."""
+    crops = np.zeros((len(paths), *_cache_shape(size)), np.uint8)
+    for i, (path, box) in enumerate(zip(tqdm(paths, desc=f"cropping at {size} px", unit="img", leave=False), boxes)):
+        crops[i] = crop_face(load_image(path), tuple(box), size, CACHE_MARGIN)
+    return crops
+
+
+def detect_and_crop(paths: list[Path], size: int, boxes_path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Largest detected face of each photo, cropped with CACHE_MARGIN; (crops, found mask).
+
+    ``boxes_path``: an npz caching the detections, so another input size re-crops without
+    running the detector again (detection is most of the cost).
+    """
+    boxes, found = _cached_boxes(boxes_path, [str(p) for p in paths], lambda: detect_boxes(paths))
+    crops = np.zeros((len(paths), *_cache_shape(size)), np.uint8)
+    chosen = np.flatnonzero(found)
+    crops[chosen] = crops_from_boxes([paths[i] for i in chosen], boxes[chosen], size)
     return crops, found
 
 
@@ -175,10 +265,10 @@ def list_utkface(folder: Path) -> list[tuple[Path, tuple[int, int, int]]]:
     return [items[0] for items in by_hash.values() if len({lab for _, lab in items}) == 1]
 
 
-def read_utkface(items: list[tuple[Path, tuple[int, int, int]]], size: int) -> CropSet:
+def read_utkface(items: list[tuple[Path, tuple[int, int, int]]], size: int, boxes_path: Path | None = None) -> CropSet:
     from ..config import GENDERS
 
-    crops, found = detect_and_crop([p for p, _ in items], size)
+    crops, found = detect_and_crop([p for p, _ in items], size, boxes_path)
     labels = _empty_labels(len(items))
     labels["age"] = np.array([a for _, (a, _, _) in items], np.float32)
     # UTKFace: 0 male, 1 female -> GENDERS order.
@@ -199,9 +289,9 @@ def list_celeba(folder: Path) -> list[tuple[Path, int]]:
     ]
 
 
-def read_celeba(items: list[tuple[Path, int]], size: int) -> CropSet:
+def read_celeba(items: list[tuple[Path, int]], size: int, boxes_path: Path | None = None) -> CropSet:
     """Crops labelled with the raw CelebA identity number (remapped to classes by the caller)."""
-    crops, found = detect_and_crop([p for p, _ in items], size)
+    crops, found = detect_and_crop([p for p, _ in items], size, boxes_path)
     labels = _empty_labels(len(items))
     labels["identity"] = np.array([i for _, i in items], np.int64)
     return CropSet(crops=crops, **labels).subset(np.flatnonzero(found))
@@ -213,10 +303,12 @@ def read_celeba(items: list[tuple[Path, int]], size: int) -> CropSet:
 def build_splits(data_dir: Path, cache_dir: Path, size: int, val_fraction: float = 0.1) -> dict[str, CropSet]:
     """Train/val CropSets of the three sets, detecting faces only when not cached yet.
 
-    Keys: ferplus_train, ferplus_val, utk_train, utk_val, celeba_train, celeba_val.
+    Keys: ferplus_train, ferplus_val, ferplus_tight_val (the same images as users' faces are
+    framed: see read_ferplus_tight), utk_train, utk_val, celeba_train, celeba_val.
     CelebA's val split holds people never seen in training (for verification pairs);
     celeba_train identities are remapped to 0..K-1.
     """
+    boxes_dir = Path(cache_dir) / "boxes"
     cache_dir = Path(cache_dir) / f"crops{size}"
     cache_dir.mkdir(parents=True, exist_ok=True)
 
@@ -231,17 +323,39 @@ def build_splits(data_dir: Path, cache_dir: Path, size: int, val_fraction: float
     splits = {
         "ferplus_train": cached("ferplus_train", lambda: read_ferplus(data_dir / "ferplus" / "train.npz", size)),
         "ferplus_val": cached("ferplus_val", lambda: read_ferplus(data_dir / "ferplus" / "valid.npz", size)),
+        "ferplus_tight_val": cached("ferplus_tight_val", lambda: read_ferplus_tight(
+            data_dir / "ferplus" / "valid.npz", size, boxes_dir / "ferplus_tight_val.npz")),
     }
     utk = list_utkface(data_dir / "utkface" / "images")
     for part in ("train", "val"):
         chosen = [item for item in utk if split_of(item[0].name, val_fraction) == part]
-        splits[f"utk_{part}"] = cached(f"utk_{part}", lambda chosen=chosen: read_utkface(chosen, size))
+        splits[f"utk_{part}"] = cached(
+            f"utk_{part}", lambda chosen=chosen, part=part: read_utkface(chosen, size, boxes_dir / f"utk_{part}.npz")
+        )
     celeba = list_celeba(data_dir / "celeba_ids")
     for part in ("train", "val"):
         chosen = [item for item in celeba if split_of(f"id{item[1]}", val_fraction * 1.6) == part]
-        splits[f"celeba_{part}"] = cached(f"celeba_{part}", lambda chosen=chosen: read_celeba(chosen, size))
+        splits[f"celeba_{part}"] = cached(
+            f"celeba_{part}", lambda chosen=chosen, part=part: read_celeba(chosen, size, boxes_dir / f"celeba_{part}.npz")
+        )
     train_ids = splits["celeba_train"].identity
     classes = {identity: k for k, identity in enumerate(sorted(set(train_ids.tolist())))}
     remapped = np.array([classes[i] for i in train_ids], np.int64)
     splits["celeba_train"] = CropSet(**{**splits["celeba_train"].__dict__, "identity": remapped})
     return splits
+
+
+def attach_teacher(splits: dict[str, CropSet], cache_dir: Path) -> list[str]:
+    """Put the cached teacher descriptors (``teacher/NAME.npz``, see train/teacher.py) into the
+    splits that have them, in place; returns the names of those splits."""
+    attached = []
+    for name, crop_set in splits.items():
+        path = Path(cache_dir) / "teacher" / f"{name}.npz"
+        if path.exists():
+            with np.load(path) as data:
+                descriptors = data["teacher"]
+            if len(descriptors) != len(crop_set):
+                raise ValueError(f"{path}: {len(descriptors)} descriptors for {len(crop_set)} faces; delete it to rebuild")
+            splits[name] = crop_set.with_teacher(descriptors)
+            attached.append(name)
+    return attached
