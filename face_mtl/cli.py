@@ -129,6 +129,7 @@ def _eval_command(args: argparse.Namespace) -> int:
         report = evaluate_weights(
             args.weights, data_dir=Path(args.data), cache_dir=Path(args.cache), device=args.device,
             pipeline=not args.no_pipeline, test_time_flip=False if args.no_flip else None,
+            inference_precision=args.precision,
         )
     except (WeightsNotFoundError, WeightsMismatchError) as error:
         raise CliError(str(error)) from None
@@ -188,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="also write the JSON report here")
     evaluate.add_argument("--no-pipeline", action="store_true",
                           help="skip the whole-pipeline check (FER+ via predict_crops, UTKFace via analyze)")
+    evaluate.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+                          help="inference precision (default: as the weights' config.json says)")
     model_options(evaluate)
     flip_option(evaluate)
     evaluate.set_defaults(handler=_eval_command)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import timm
 import torch
 import torch.nn.functional as F
@@ -43,6 +45,44 @@ class FaceMTLNet(nn.Module):
         # The identity embedding sees undropped features: dropout noise hurts metric learning.
         outputs["embedding"] = F.normalize(self.heads["embedding"](features).float(), dim=1)
         return outputs
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: bfloat16 matrix units, where bf16 convolutions beat float32."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+class _BF16Autocast(nn.Module):
+    """Runs the network under CPU bfloat16 autocast and hands back float32 outputs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            outputs = self.model(x)
+        return {name: value.float() for name, value in outputs.items()}
+
+
+def inference_runner(model: FaceMTLNet, config: ModelConfig, device: str) -> nn.Module:
+    """What analysis and evaluation run: on CPU a traced, frozen copy (BatchNorm folded into
+    convolutions, oneDNN kernels), under bf16 autocast where ``config.inference_precision``
+    asks for it and the CPU has native bf16; elsewhere, or if tracing fails, the module itself."""
+    if device != "cpu":
+        return model
+    bf16 = config.inference_precision == "bf16" and cpu_has_native_bf16()
+    runner = _BF16Autocast(model) if bf16 else model
+    side = config.input_size
+    example = torch.zeros(2, 3, side, side).contiguous(memory_format=torch.channels_last)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(runner.eval(), example, strict=False)
+            return torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+    except Exception:  # an optimisation only: never a reason to fail
+        return runner
 
 
 def expected_years(age_distribution: torch.Tensor) -> torch.Tensor:

@@ -91,11 +91,27 @@ def resolve_weights(weights: str | Path | None = None) -> Path:
     raise WeightsNotFoundError("no face_mtl weights found; tried: " + "; ".join(tried))
 
 
-def save_model(model: FaceMTLNet, config: ModelConfig, folder: str | Path) -> Path:
-    """Write model.safetensors + config.json into ``folder`` (created if needed), atomically."""
+FP16_LIMIT = 60000.0  # float16's largest finite value is 65504
+
+
+def _storage_tensor(value: torch.Tensor, half: bool) -> torch.Tensor:
+    value = value.detach().to("cpu")
+    fits = value.numel() > 0 and float(value.abs().max()) < FP16_LIMIT
+    if half and value.is_floating_point() and fits:
+        value = value.half()
+    return value.contiguous()
+
+
+def save_model(model: FaceMTLNet, config: ModelConfig, folder: str | Path, half: bool = True) -> Path:
+    """Write model.safetensors + config.json into ``folder`` (created if needed), atomically.
+
+    ``half``: store floating tensors as float16 (half the file; loading casts them back to
+    float32; ``face-mtl eval`` measures the stored weights); a tensor beyond float16's range
+    stays float32.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    state = {k: _storage_tensor(v, half) for k, v in model.state_dict().items()}
     tmp_weights = folder / (WEIGHTS_FILE + ".tmp")
     tmp_config = folder / (CONFIG_FILE + ".tmp")
     save_file(state, str(tmp_weights), metadata={"format": "pt"})

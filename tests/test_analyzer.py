@@ -167,3 +167,20 @@ def test_test_time_flip_averages_a_face_and_its_mirror_image(random_weights, gra
     assert flipped.age == pytest.approx((plain.age + plain_mirror.age) / 2, abs=1e-3)
     assert flipped.age == pytest.approx(flipped_mirror.age, abs=1e-3)
     assert float(flipped.embedding @ flipped_mirror.embedding) > 0.9999
+
+
+def test_bf16_inference_stays_close_to_float32(random_weights, grace_hopper_path):
+    from face_mtl.model import cpu_has_native_bf16
+
+    fp32 = FaceAnalyzer(weights=random_weights, device="cpu", inference_precision="fp32")
+    bf16 = FaceAnalyzer(weights=random_weights, device="cpu", inference_precision="bf16")
+    assert bf16.config.inference_precision == "bf16" and fp32.config.inference_precision == "fp32"
+    a, b = fp32.analyze(grace_hopper_path)[0], bf16.analyze(grace_hopper_path)[0]
+    assert a.box == b.box  # the detector is the same; only the network's precision differs
+    np.testing.assert_allclose(list(b.emotions.values()), list(a.emotions.values()), atol=0.05)
+    assert sum(b.emotions.values()) == pytest.approx(1.0, abs=1e-5)
+    assert b.embedding.dtype == np.float32 and float(a.embedding @ b.embedding) > 0.98
+    if not cpu_has_native_bf16():  # bf16 is then ignored: the same float32 network runs
+        np.testing.assert_allclose(list(b.emotions.values()), list(a.emotions.values()), atol=1e-6)
+    with pytest.raises(ValueError, match="inference_precision"):
+        FaceAnalyzer(weights=random_weights, device="cpu", inference_precision="int8")

@@ -22,3 +22,40 @@ def test_class_weights_weight_samples_even_with_one_hot_targets():
     expected = (3.0 * -math.log(0.25) + 1.0 * -math.log(0.75)) / 4.0
     assert abs(weighted - expected) < 1e-6
     assert weighted > soft_cross_entropy(logits, target).item()  # the rare, badly fit class counts more
+
+
+def test_teacher_loss_is_the_cosine_distance_to_the_descriptor_direction():
+    import torch.nn.functional as F
+
+    from face_mtl.train.losses import teacher_loss
+
+    descriptors = torch.tensor([[0.0, 0.3], [0.2, 0.0]])  # dlib's descriptors are not unit length
+    aligned = F.normalize(descriptors, dim=1)
+    assert abs(teacher_loss(aligned, descriptors).item()) < 1e-6
+    assert abs(teacher_loss(-aligned, descriptors).item() - 2.0) < 1e-6
+    orthogonal = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert abs(teacher_loss(orthogonal, descriptors).item() - 1.0) < 1e-6
+
+
+def test_multitask_loss_distils_only_rows_with_teacher_descriptors():
+    import torch.nn.functional as F
+
+    from face_mtl.train.losses import CosFaceHead, multitask_loss
+
+    n = 4
+    embedding = F.normalize(torch.randn(n, 8), dim=1)
+    outputs = {"emotion": torch.zeros(n, 8), "age": torch.zeros(n, 101), "gender": torch.zeros(n, 2),
+               "ethnicity": torch.zeros(n, 5), "embedding": embedding}
+    teacher = torch.zeros(n, 8)
+    teacher[1] = embedding[1] * 0.5  # same direction: no loss from this row
+    teacher[2] = -embedding[2]  # opposite: distance 2
+    batch = {"emotion": torch.zeros(n, 8), "age": torch.full((n,), float("nan")),
+             "gender": torch.full((n,), -1), "ethnicity": torch.full((n,), -1),
+             "identity": torch.full((n,), -1), "teacher": teacher}
+    weights = {"emotion": 1.0, "age": 1.0, "gender": 1.0, "ethnicity": 1.0, "identity": 1.0, "teacher": 3.0}
+    losses = multitask_loss(outputs, batch, CosFaceHead(8, 2), weights, None)
+    assert set(losses) == {"teacher", "total"}
+    assert abs(losses["teacher"].item() - 1.0) < 1e-5  # mean of 0 and 2 over the two rows that have one
+    assert abs(losses["total"].item() - 3.0) < 1e-5
+    without = multitask_loss(outputs, batch, CosFaceHead(8, 2), {**weights, "teacher": 0.0}, None)
+    assert "teacher" not in without

@@ -19,7 +19,7 @@ def test_round_trip_gives_identical_outputs(tmp_path):
     torch.manual_seed(1)
     config = ModelConfig(backbone="mobilenetv4_conv_small", input_size=64)
     model = FaceMTLNet(config).eval()
-    save_model(model, config, tmp_path)
+    save_model(model, config, tmp_path, half=False)
     loaded, loaded_config = load_model(tmp_path)
     assert loaded_config == config
     x = torch.randn(3, 3, 64, 64)
@@ -27,6 +27,30 @@ def test_round_trip_gives_identical_outputs(tmp_path):
         before, after = predict(model, x), predict(loaded, x)
     for key in before:
         assert torch.equal(before[key], after[key]), key
+
+
+def test_half_precision_storage_halves_the_file_and_keeps_outputs_close(tmp_path):
+    from safetensors.torch import load_file
+
+    torch.manual_seed(1)
+    config = ModelConfig(backbone="resnet18", input_size=64)
+    model = FaceMTLNet(config).eval()
+    with torch.no_grad():  # a statistic beyond float16's range must survive as float32
+        model.backbone.bn1.running_var[0] = 1e6
+    full, half = save_model(model, config, tmp_path / "full", half=False), save_model(model, config, tmp_path / "half")
+    size = lambda folder: (folder / "model.safetensors").stat().st_size  # noqa: E731
+    assert size(half) < 0.55 * size(full)
+    stored = load_file(str(half / "model.safetensors"))
+    assert stored["backbone.conv1.weight"].dtype == torch.float16
+    assert stored["backbone.bn1.running_var"].dtype == torch.float32
+    assert stored["backbone.bn1.num_batches_tracked"].dtype == torch.int64
+    loaded, _ = load_model(half)
+    assert loaded.backbone.conv1.weight.dtype == torch.float32
+    x = torch.randn(4, 3, 64, 64)
+    with torch.inference_mode():
+        before, after = predict(model, x), predict(loaded, x)
+    for key in before:
+        torch.testing.assert_close(after[key], before[key], atol=2e-2, rtol=2e-2)
 
 
 def test_safetensors_file_path_is_accepted(random_weights):

@@ -22,6 +22,9 @@ GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 @dataclass(frozen=True)
 class AugmentSettings:
     scale: float = 0.1  # box size jitter, +- fraction
+    # FER+ images frame the whole head loosely, while users' faces come from MTCNN's tight box:
+    # expression samples are also zoomed in by up to this fraction, so both framings are learnt.
+    zoom_in: float = 0.2
     shift: float = 0.06  # box centre jitter, +- fraction of the box size
     rotate_degrees: float = 8.0
     flip: bool = True
@@ -49,11 +52,18 @@ def center_theta(n: int) -> torch.Tensor:
     return theta
 
 
-def random_theta(n: int, settings: AugmentSettings, generator: torch.Generator) -> torch.Tensor:
+def random_theta(
+    n: int, settings: AugmentSettings, generator: torch.Generator, zoomable: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Random affine views; ``zoomable`` (N bools) marks the samples that may also be zoomed in."""
+
     def uniform(spread: float) -> torch.Tensor:
         return (torch.rand(n, generator=generator) * 2 - 1) * spread
 
-    scale = TIGHT_EXTENT * (1 + uniform(settings.scale))
+    zoom = torch.rand(n, generator=generator) * settings.zoom_in
+    if zoomable is not None:
+        zoom = zoom * zoomable.float()
+    scale = TIGHT_EXTENT * (1 + uniform(settings.scale)) * (1 - zoom)
     angle = uniform(math.radians(settings.rotate_degrees))
     flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0) if settings.flip else torch.ones(n)
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
@@ -90,10 +100,10 @@ def normalise(images: torch.Tensor, mean, std) -> torch.Tensor:
     return (images - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
-def augment_batch(crops_uint8, size, mean, std, settings, generator) -> torch.Tensor:
+def augment_batch(crops_uint8, size, mean, std, settings, generator, zoomable=None) -> torch.Tensor:
     """Random training views: N x C x C x 3 uint8 cached crops -> N x 3 x size x size normalised."""
     images = crops_to_float(crops_uint8)
-    images = resample(images, size, random_theta(len(images), settings, generator))
+    images = resample(images, size, random_theta(len(images), settings, generator, zoomable))
     return normalise(jitter_colour(images, settings, generator), mean, std)
 
 

@@ -6,6 +6,9 @@ import copy
 import json
 import math
 import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +22,14 @@ from ..evaluate import evaluate_splits, headline, identity_verification
 from ..model import FaceMTLNet
 from ..weights import load_model, save_model
 from .augment import AugmentSettings, augment_batch
-from .datasets import CropSet, build_splits
+from .datasets import CropSet, attach_teacher, build_splits
 from .embedding import fit_identity_projection
 from .losses import CosFaceHead, multitask_loss
 from .settings import TrainSettings
 
 CHECKPOINT = "checkpoint.safetensors"
 STATE = "state.json"
-LABEL_FIELDS = ("emotion", "age", "gender", "ethnicity", "identity")
+LABEL_FIELDS = ("emotion", "age", "gender", "ethnicity", "identity", "teacher")
 
 
 class Cycler:
@@ -52,6 +55,29 @@ def make_batch(parts: list[tuple[CropSet, np.ndarray]]) -> tuple[torch.Tensor, d
     crops = torch.from_numpy(np.concatenate([s.crops[i] for s, i in parts]))
     labels = {f: torch.from_numpy(np.concatenate([getattr(s, f)[i] for s, i in parts])) for f in LABEL_FIELDS}
     return crops, labels
+
+
+def prefetched(make: Callable[[int], Any], count: int, depth: int = 2) -> Iterator[Any]:
+    """``make(0)``, ``make(1)``, ... ``make(count - 1)``, each computed ``depth`` ahead in one
+    worker thread: batch assembly and augmentation overlap the network's step (torch releases
+    the GIL). One worker keeps the calls in order, so seeded draws stay reproducible."""
+    with ThreadPoolExecutor(1, thread_name_prefix="batches") as pool:
+        pending = deque(pool.submit(make, i) for i in range(min(depth, count)))
+        for i in range(count):
+            result = pending.popleft().result()
+            if i + depth < count:
+                pending.append(pool.submit(make, i + depth))
+            yield result
+
+
+def autocast_for(device: str, precision: str):
+    """The autocast context for a precision name: "bf16" (bfloat16 autocast), "fp32" (none),
+    or "auto" (bf16 on CUDA, fp32 on CPU)."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    bf16 = precision == "bf16" or (precision == "auto" and device_type == "cuda")
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16)
 
 
 def emotion_class_weights(emotion_targets: np.ndarray, power: float) -> torch.Tensor:
@@ -195,6 +221,7 @@ def train(settings: TrainSettings) -> Path:
     # Seeded after the cache is built: building it creates the detector, which draws from the
     # global RNG, so a run that builds the cache would otherwise start from other weights.
     torch.manual_seed(settings.seed)
+    with_teacher = attach_teacher(splits, Path(settings.cache_dir)) if settings.loss_teacher > 0 else []
     fer, utk, celeba = splits["ferplus_train"], splits["utk_train"], splits["celeba_train"]
     identities = int(celeba.identity.max()) + 1
     parent = None
@@ -227,12 +254,13 @@ def train(settings: TrainSettings) -> Path:
         state = load_checkpoint(run_dir, modules, optimizer, generator, cyclers)
         _log(run_dir, f"resumed {run_dir} at epoch {state['epoch']}")
     (run_dir / "settings.json").write_text(json.dumps(settings.to_dict(), indent=2), encoding="utf-8")
+    _log(run_dir, f"identity teacher descriptors: {', '.join(with_teacher) or 'none cached'}")
 
     class_weights = emotion_class_weights(fer.emotion, settings.emotion_weight_power).to(device)
     augment = AugmentSettings()
     started = time.time() - state["elapsed"]
     budget = settings.max_hours * 3600
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else torch.autocast("cpu", enabled=False)
+    autocast = autocast_for(device, settings.precision)
 
     def draw_batch(order: np.ndarray | None = None, step: int = 0):
         fer_indices = (
@@ -245,7 +273,8 @@ def train(settings: TrainSettings) -> Path:
             (utk, cyclers["utk"].take(settings.batch_utk)),
             (celeba, cyclers["celeba"].take(settings.batch_identity)),
         ])
-        x = augment_batch(crops, config.input_size, config.mean, config.std, augment, generator)
+        zoomable = labels["emotion"].sum(dim=1) > 0
+        x = augment_batch(crops, config.input_size, config.mean, config.std, augment, generator, zoomable)
         return x.to(device).contiguous(memory_format=torch.channels_last), {k: v.to(device) for k, v in labels.items()}
 
     val_splits = {k: v for k, v in splits.items() if k.endswith("_val")}
@@ -257,8 +286,10 @@ def train(settings: TrainSettings) -> Path:
         sums: dict[str, float] = {}
         progress = 0.0
         epoch_start = time.time()
-        for step in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{settings.epochs}", unit="step", mininterval=30):
-            x, labels = draw_batch(order, step)
+        batches = prefetched(lambda step, order=order: draw_batch(order, step), steps_per_epoch)
+        progress_bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}/{settings.epochs}", unit="step", mininterval=30)
+        steps_done = 0
+        for x, labels in progress_bar:
             progress = schedule_progress(state["step"], total_steps, time.time() - started, budget)
             if progress >= 1.0:
                 break
@@ -273,10 +304,11 @@ def train(settings: TrainSettings) -> Path:
             optimizer.step()
             update_ema(ema, model, settings.ema_decay if state["step"] > warmup else 0.9)
             state["step"] += 1
+            steps_done += 1
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
+        batches.close()  # a budget stop leaves prefetched batches behind
         seconds = time.time() - epoch_start
-        steps_done = step + 1 if progress < 1.0 else step
         report = evaluate_splits(ema, config, val_splits, device)
         state["epoch"], state["elapsed"] = epoch, time.time() - started
         record = {
@@ -298,10 +330,20 @@ def train(settings: TrainSettings) -> Path:
 
     recalibrate_batchnorm(ema, lambda: draw_batch()[0], settings.bn_recalibration_batches)
     trained_head = identity_verification(ema, config, val_splits["celeba_val"], device)
+    trained_weights = copy.deepcopy(ema.heads["embedding"].state_dict())
     fit_identity_projection(ema, celeba.crops, device)
+    pca_head = identity_verification(ema, config, val_splits["celeba_val"], device)
+    # A teacher-distilled head generalises to new people; a CosFace-only one over-fits the
+    # training people, where the PCA of the features does better. Keep whichever verifies better.
+    kept = settings.embedding_head
+    if kept == "best":
+        kept = "pca" if pca_head["accuracy"] >= trained_head["accuracy"] else "trained"
+    if kept == "trained":
+        ema.heads["embedding"].load_state_dict(trained_weights)
     report = evaluate_splits(ema, config, val_splits, device)
-    _log(run_dir, json.dumps({"identity_projection": "pca", "celeba_train_images": len(celeba),
-                              "verification_with_trained_head": round(trained_head["accuracy"], 4)}))
+    _log(run_dir, json.dumps({"identity_projection": kept, "celeba_train_images": len(celeba),
+                              "verification_with_trained_head": round(trained_head["accuracy"], 4),
+                              "verification_with_pca_head": round(pca_head["accuracy"], 4)}))
     _log(run_dir, json.dumps({"final": {k: round(v, 4) for k, v in headline(report).items()},
                               "bn_recalibration_batches": settings.bn_recalibration_batches}))
     final_config = _exported_config(config, settings, state, report, splits, parent)

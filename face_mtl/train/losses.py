@@ -43,6 +43,12 @@ class CosFaceHead(nn.Module):
         return F.cross_entropy(self.scale * (cosine - margins), labels)
 
 
+def teacher_loss(embeddings: torch.Tensor, descriptors: torch.Tensor) -> torch.Tensor:
+    """Mean cosine distance between unit embeddings and the teacher's descriptors (distillation:
+    the embedding's directions follow a face-recognition model that knows far more people)."""
+    return (1.0 - (embeddings.float() * F.normalize(descriptors.float(), dim=1)).sum(dim=1)).mean()
+
+
 def multitask_loss(outputs, batch, cosface: CosFaceHead, weights: dict[str, float], emotion_class_weights) -> dict[str, torch.Tensor]:
     """Per-task losses over the samples that carry each label, and their weighted ``total``."""
     losses: dict[str, torch.Tensor] = {}
@@ -61,5 +67,8 @@ def multitask_loss(outputs, batch, cosface: CosFaceHead, weights: dict[str, floa
     has_identity = batch["identity"] >= 0
     if has_identity.any():
         losses["identity"] = cosface(outputs["embedding"][has_identity], batch["identity"][has_identity])
+    has_teacher = batch["teacher"].abs().sum(dim=1) > 0 if "teacher" in batch else None
+    if weights.get("teacher", 0.0) > 0 and has_teacher is not None and has_teacher.any():
+        losses["teacher"] = teacher_loss(outputs["embedding"][has_teacher], batch["teacher"][has_teacher])
     losses["total"] = sum(weights[name] * value for name, value in losses.items())
     return losses

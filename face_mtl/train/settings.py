@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass, fields
 
+CHOICES = {"precision": ("auto", "bf16", "fp32"), "embedding_head": ("best", "pca", "trained")}
+
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -31,10 +33,21 @@ class TrainSettings:
     loss_gender: float = 0.5
     loss_ethnicity: float = 0.5
     loss_identity: float = 0.5
+    loss_teacher: float = 5.0  # distillation from dlib's descriptors, where cached (train/teacher.py)
+    # Exported identity head: "pca" (principal axes of the backbone features), "trained" (the
+    # head as trained), or "best": whichever verifies the held-out CelebA people better.
+    embedding_head: str = "best"
     emotion_weight_power: float = 0.3  # class weights ~ frequency ** -power (imbalance handling)
     seed: int = 0
     device: str | None = None
+    precision: str = "auto"  # bf16 (autocast), fp32, or auto: bf16 on CUDA, fp32 on CPU
     threads: int | None = None
+
+    def __post_init__(self) -> None:
+        # Checked before any data is read or hours are spent, not when first used.
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
 
     @property
     def loss_weights(self) -> dict[str, float]:
@@ -44,6 +57,7 @@ class TrainSettings:
             "gender": self.loss_gender,
             "ethnicity": self.loss_ethnicity,
             "identity": self.loss_identity,
+            "teacher": self.loss_teacher,
         }
 
     def to_dict(self) -> dict:
@@ -65,4 +79,4 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         if f.type in ("float | None",):
             kind = float
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=default,
-                            help=f"(default: {default})")
+                            choices=CHOICES.get(f.name), help=f"(default: {default})")

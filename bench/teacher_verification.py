@@ -1,0 +1,58 @@
+"""Identity verification of the teacher (dlib's descriptor) and the student on the same pairs.
+
+    python bench/teacher_verification.py [--weights DIR]
+
+Both are scored on the held-out CelebA people of ``build_splits`` (never trained on) with the
+pairs and 10-fold protocol of ``face-mtl eval``. The teacher's descriptors come from the cache
+that ``python -m face_mtl.train.teacher --sets celeba_val`` writes; dlib compares them by
+Euclidean distance, the student by cosine similarity, so both are scored both ways.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from face_mtl.evaluate import VERIFICATION_PAIRS, predict_cached, verification_accuracy, verification_pairs
+from face_mtl.train.datasets import build_splits
+from face_mtl.weights import load_model
+
+
+def scores(vectors: np.ndarray, pairs: np.ndarray, is_same: np.ndarray) -> dict[str, float]:
+    a, b = vectors[pairs[:, 0]], vectors[pairs[:, 1]]
+    unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
+    cosine = (unit(a) * unit(b)).sum(axis=1)
+    distance = np.linalg.norm(a - b, axis=1)
+    return {"cosine": verification_accuracy(cosine, is_same)["accuracy"],
+            "euclidean": verification_accuracy(-distance, is_same)["accuracy"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default=None, help="student weights folder (default: bundled)")
+    parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--cache", default=".cache")
+    args = parser.parse_args()
+
+    model, config = load_model(args.weights)
+    people = build_splits(Path(args.data), Path(args.cache), config.input_size)["celeba_val"]
+    with np.load(Path(args.cache) / "teacher" / "celeba_val.npz") as data:
+        teacher = data["teacher"]
+    if len(teacher) != len(people) or not np.abs(teacher).sum(axis=1).all():
+        raise SystemExit("the teacher cache for celeba_val is missing or incomplete: "
+                         "python -m face_mtl.train.teacher --sets celeba_val")
+    pairs, is_same = verification_pairs(people.identity, VERIFICATION_PAIRS)
+    student = predict_cached(model, people.crops, config)["embedding"]
+    print(json.dumps({
+        "pairs": int(len(is_same)), "people": int(len(np.unique(people.identity))), "photos": int(len(people)),
+        "teacher_dlib": scores(teacher, pairs, is_same),
+        "student": {**scores(student, pairs, is_same), "weights": args.weights or "bundled",
+                    "backbone": config.backbone, "input_size": config.input_size},
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

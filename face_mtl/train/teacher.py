@@ -1,0 +1,111 @@
+"""Training-time identity teacher: dlib's face descriptor, cached once per training photo.
+
+dlib's ``dlib_face_recognition_resnet_model_v1`` (public domain, CC0; about 0.98 on LFW) maps a
+face to a 128-d descriptor. The student's identity embedding is pulled towards it during
+training (a cosine loss), so the small network learns identity from a model that has seen
+thousands of people rather than from the few hundred CelebA people here.
+
+Training only: dlib comes with the ``[train]`` extra (``dlib-bin``, ``face-recognition-models``)
+and nothing at run time imports this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..images import load_image
+from .datasets import TEACHER_SIZE
+
+
+class TeacherUnavailableError(RuntimeError):
+    """dlib or its model files are missing (install the ``[train]`` extra)."""
+
+
+def dlib_model_files() -> tuple[Path, Path]:
+    """Paths of dlib's 5-point shape predictor and face descriptor network.
+
+    Found through the package's location: importing ``face_recognition_models`` needs
+    ``pkg_resources``, which recent setuptools no longer ships.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise TeacherUnavailableError("face-recognition-models is not installed: pip install -e '.[train]'")
+    models = Path(list(spec.submodule_search_locations)[0]) / "models"
+    files = models / "shape_predictor_5_face_landmarks.dat", models / "dlib_face_recognition_resnet_model_v1.dat"
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise TeacherUnavailableError(f"dlib model files missing: {', '.join(missing)}")
+    return files
+
+
+def dlib_descriptors(paths: list[Path], boxes: np.ndarray, desc: str = "dlib descriptors") -> np.ndarray:
+    """dlib face descriptors (N x 128 float32, as dlib returns them: not unit length) of the
+    face in ``boxes[i]`` (x1, y1, x2, y2 pixels) of each photo ``paths[i]``."""
+    try:
+        import dlib
+    except ImportError as error:
+        raise TeacherUnavailableError("dlib is not installed: pip install -e '.[train]'") from error
+    predictor_file, network_file = dlib_model_files()
+    predictor = dlib.shape_predictor(str(predictor_file))
+    network = dlib.face_recognition_model_v1(str(network_file))
+    out = np.zeros((len(paths), TEACHER_SIZE), np.float32)
+    for i, (path, box) in enumerate(zip(tqdm(paths, desc=desc, unit="face", mininterval=10), boxes)):
+        image = load_image(path)
+        rect = dlib.rectangle(*(int(round(float(v))) for v in box))
+        out[i] = np.asarray(network.compute_face_descriptor(image, predictor(image, rect)), np.float32)
+    return out
+
+
+def teacher_path(cache_dir: Path, name: str) -> Path:
+    return Path(cache_dir) / "teacher" / f"{name}.npz"
+
+
+def build_teacher_cache(
+    cache_dir: Path, names: tuple[str, ...] = ("celeba_val", "celeba_train", "utk_train"), chunk: int = 500
+) -> None:
+    """Descriptors of every found face in the detection cache ``boxes/NAME.npz`` (built by
+    ``build_splits``), saved as ``teacher/NAME.npz`` in the order of the CropSet of that name.
+
+    Faces are described in a fixed random order and the file is rewritten every ``chunk``
+    faces, rows not done yet left at zero (= no teacher): training can start from a partial
+    cache, and an interrupted build resumes where it stopped.
+    """
+    for name in names:
+        out = teacher_path(cache_dir, name)
+        with np.load(Path(cache_dir) / "boxes" / f"{name}.npz") as data:
+            boxes, found, files = data["boxes"], data["found"], data["names"]
+        chosen = np.flatnonzero(found)
+        vectors = np.zeros((len(chosen), TEACHER_SIZE), np.float32)
+        if out.exists():
+            with np.load(out) as data:
+                if np.array_equal(data["names"], files[chosen]):
+                    vectors = data["teacher"]
+        todo = [i for i in np.random.default_rng(0).permutation(len(chosen)) if not vectors[i].any()]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for start in range(0, len(todo), chunk):
+            rows = todo[start : start + chunk]
+            vectors[rows] = dlib_descriptors(
+                [Path(str(files[chosen[i]])) for i in rows], boxes[chosen[rows]],
+                desc=f"{name} {start + len(rows)}/{len(todo)}",
+            )
+            tmp = out.with_suffix(".tmp.npz")
+            np.savez(tmp, teacher=vectors, names=files[chosen])
+            tmp.replace(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Cache dlib face descriptors of the training faces")
+    parser.add_argument("--cache", default=".cache", help="crop cache folder (default .cache)")
+    parser.add_argument("--sets", nargs="+", default=["celeba_val", "celeba_train", "utk_train"],
+                        help="detection-cache sets to describe (default: celeba_val celeba_train utk_train)")
+    args = parser.parse_args(argv)
+    build_teacher_cache(Path(args.cache), tuple(args.sets))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Pieces of the training loop: the batch prefetcher, precision, zoom augmentation, teacher cache."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from face_mtl.train.augment import TIGHT_EXTENT, AugmentSettings, random_theta
+from face_mtl.train.datasets import CropSet, _empty_labels, attach_teacher
+from face_mtl.train.loop import autocast_for, prefetched
+from face_mtl.train.settings import TrainSettings
+
+
+def test_prefetched_yields_every_item_in_order_computed_ahead_in_one_worker():
+    threads, started = set(), []
+
+    def make(i: int) -> int:
+        threads.add(threading.get_ident())
+        started.append(i)
+        time.sleep(0.01)
+        return i * i
+
+    consumed = []
+    for value in prefetched(make, 7, depth=2):
+        consumed.append(value)
+        if len(consumed) == 1:
+            time.sleep(0.05)
+            assert started[:3] == [0, 1, 2]  # the next ones were made while this one was used
+    assert consumed == [i * i for i in range(7)]
+    assert started == list(range(7)) and len(threads) == 1 and threading.get_ident() not in threads
+
+
+def test_prefetched_stops_cleanly_when_the_consumer_stops_early():
+    made = []
+    batches = prefetched(lambda i: made.append(i) or i, 100, depth=2)
+    assert [next(batches), next(batches)] == [0, 1]
+    batches.close()
+    assert len(made) <= 4  # at most depth items beyond what was taken
+
+
+def test_precision_names():
+    assert autocast_for("cpu", "bf16").fast_dtype == torch.bfloat16
+    with autocast_for("cpu", "bf16"):
+        assert torch.nn.functional.linear(torch.ones(2, 3), torch.ones(4, 3)).dtype == torch.bfloat16
+    with autocast_for("cpu", "auto"):
+        assert torch.nn.functional.linear(torch.ones(2, 3), torch.ones(4, 3)).dtype == torch.float32
+    with pytest.raises(ValueError, match="precision"):
+        TrainSettings(precision="fp8")
+    with pytest.raises(ValueError, match="embedding_head"):
+        TrainSettings(embedding_head="random")
+
+
+def test_zoom_in_applies_only_to_zoomable_samples():
+    settings = AugmentSettings(scale=0.0, rotate_degrees=0.0, flip=False, zoom_in=0.3)
+    zoomable = torch.tensor([True] * 200 + [False] * 200)
+    theta = random_theta(400, settings, torch.Generator().manual_seed(0), zoomable)
+    scales = theta[:, 0, 0]
+    assert torch.allclose(scales[200:], torch.full((200,), TIGHT_EXTENT))
+    assert float(scales[:200].max()) <= TIGHT_EXTENT + 1e-6
+    assert float(scales[:200].min()) < TIGHT_EXTENT * 0.75  # some windows shrink by most of 30 %
+    assert float(scales[:200].min()) >= TIGHT_EXTENT * 0.7 - 1e-6
+
+
+def _crop_set(n: int) -> CropSet:
+    return CropSet(crops=np.zeros((n, 4, 4, 3), np.uint8), **_empty_labels(n))
+
+
+def test_attach_teacher_fills_the_sets_that_have_a_cache(tmp_path):
+    splits = {"celeba_train": _crop_set(3), "utk_train": _crop_set(2)}
+    descriptors = np.arange(3 * 128, dtype=np.float32).reshape(3, 128)
+    (tmp_path / "teacher").mkdir()
+    np.savez(tmp_path / "teacher" / "celeba_train.npz", teacher=descriptors, names=np.array(["a", "b", "c"]))
+    assert attach_teacher(splits, tmp_path) == ["celeba_train"]
+    np.testing.assert_array_equal(splits["celeba_train"].teacher, descriptors)
+    assert not splits["utk_train"].teacher.any()
+
+    np.savez(tmp_path / "teacher" / "utk_train.npz", teacher=descriptors, names=np.array(["a", "b", "c"]))
+    with pytest.raises(ValueError, match="3 descriptors for 2 faces"):
+        attach_teacher(splits, tmp_path)
+
+
+def test_crop_sets_cached_before_the_teacher_field_load_without_descriptors(tmp_path):
+    old = _crop_set(2)
+    np.savez(tmp_path / "old.npz", **{f: getattr(old, f) for f in CropSet.__dataclass_fields__ if f != "teacher"})
+    loaded = CropSet.load(tmp_path / "old.npz")
+    assert loaded.teacher.shape == (2, 128) and not loaded.teacher.any()
