@@ -1,4 +1,4 @@
-"""The face_mtl Gradio app: Photo, Video and About tabs. UI wiring only; the logic is in face_mtl.
+"""The face_mtl Gradio app: Photo, Video, Compare and About tabs. UI wiring only; the logic is in face_mtl.
 
 Run ``python app.py`` (serves on $GRADIO_SERVER_NAME:$GRADIO_SERVER_PORT, default
 127.0.0.1:7860) or ``python app.py --share`` for a temporary public link.
@@ -23,6 +23,7 @@ from face_mtl.ui import (
     example_clips,
     on_gpu,
 )
+from face_mtl.ui.compare import clear_compare_outputs, make_compare_faces
 from face_mtl.ui.photo import clear_outputs, empty_table, example_photos, export_results, make_analyze_image
 from face_mtl.ui.video import make_analyze_video
 
@@ -33,6 +34,10 @@ VIDEO_GPU_SECONDS = 120  # ZeroGPU time slot per clip; photos use the default (6
 INTRO = """# face_mtl
 Every face in a photo or clip, with its facial expression, apparent age, gender and ethnicity,
 from one lightweight CNN. These are estimates of appearance, not facts about people: see **About**."""
+
+COMPARE_INTRO = """Are these the same person? Add two photos: the largest face of each is compared
+(faces are labelled A1, B1, ... largest first). The verdict is a statistical guess from one
+small network, not proof: **About** gives its error rates. Nothing is stored."""
 
 
 def build_app(analyzer: FaceAnalyzer) -> gr.Blocks:
@@ -137,6 +142,38 @@ def build_app(analyzer: FaceAnalyzer) -> gr.Blocks:
                 clip_json.render()
                 clip_csv.render()
             clip_button.click(analyze_clip, inputs=clip, outputs=clip_outputs, api_name="analyze_video")
+
+        with gr.Tab("Compare", id="compare"):
+            gr.Markdown(COMPARE_INTRO)
+            with gr.Row():
+                compare_inputs = [
+                    gr.Image(
+                        label=f"Photo {name}",
+                        sources=["upload", "clipboard", "webcam"],
+                        type="filepath",
+                        image_mode=None,
+                        height=360,
+                        elem_id=f"compare-input-{name.lower()}",
+                    )
+                    for name in ("A", "B")
+                ]
+            compare_button = gr.Button("Compare faces", variant="primary", elem_id="compare-button")
+            verdict = gr.Markdown(elem_id="compare-verdict")
+            with gr.Row():
+                compare_annotated = [
+                    gr.Image(label=f"Faces in photo {name}", interactive=False, height=360,
+                             elem_id=f"compare-annotated-{name.lower()}")
+                    for name in ("A", "B")
+                ]
+            heatmap = gr.Plot(label="Similarity of every face pair", elem_id="compare-heatmap")
+            compare_outputs = [*compare_annotated, verdict, heatmap]
+            compare_button.click(
+                make_compare_faces(analyzer), inputs=compare_inputs, outputs=compare_outputs,
+                api_name="compare_faces",
+            )
+            for compare_input in compare_inputs:
+                compare_input.input(clear_compare_outputs, outputs=compare_outputs, queue=False,
+                                    api_visibility="private")
 
         with gr.Tab("About", id="about"):
             gr.Markdown(about_markdown(analyzer.config, f"/gradio_api/file={MODEL_CARD}"), elem_id="about")

@@ -3,10 +3,11 @@
 from .analyzer import FaceAnalyzer
 from .config import EMOTIONS, ETHNICITIES, GENDERS, ModelConfig
 from .images import ImageLoadError, load_image
-from .types import Detection, Face
+from .types import Comparison, Detection, Face, Match, NoFaceError
 from .weights import WeightsMismatchError, WeightsNotFoundError
 
 __all__ = [
+    "Comparison",
     "EMOTIONS",
     "ETHNICITIES",
     "GENDERS",
@@ -14,7 +15,9 @@ __all__ = [
     "Face",
     "FaceAnalyzer",
     "ImageLoadError",
+    "Match",
     "ModelConfig",
+    "NoFaceError",
     "WeightsMismatchError",
     "WeightsNotFoundError",
     "load_image",

@@ -10,11 +10,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import identity
 from .crop import crop_face, resize_crop, to_input_tensor
 from .detect import Detector, DetectorSettings, MTCNNDetector
 from .images import ImageInput, array_to_rgb, load_image, pil_to_rgb
 from .model import inference_runner, predict
-from .types import Detection, Face
+from .types import Comparison, Detection, Face, Match, NoFaceError
 from .weights import load_model, resolve_weights
 
 BATCH_SIZE = 256
@@ -38,6 +39,15 @@ def _cached_model(folder: str, device: str, precision: str | None):
 @functools.lru_cache(maxsize=4)
 def _cached_detector(settings: DetectorSettings, device: str) -> MTCNNDetector:
     return MTCNNDetector(settings, device=device)
+
+
+def _image_name(image: ImageInput, fallback: str) -> str:
+    return str(image) if isinstance(image, (str, Path)) else fallback
+
+
+def _embeddings(faces: Sequence[Face]) -> np.ndarray:
+    """len(faces) x D float32 identity embeddings (0 x 0 for no faces)."""
+    return np.stack([face.embedding for face in faces]) if faces else np.zeros((0, 0), np.float32)
 
 
 def _probabilities(labels: Sequence[str], row: np.ndarray) -> dict[str, float]:
@@ -118,6 +128,69 @@ class FaceAnalyzer:
         ]
         predictions = self._predict_arrays(arrays)
         return [self._face(predictions, i, None, None, None) for i in range(len(arrays))]
+
+    @property
+    def verdict_threshold(self) -> tuple[float, str]:
+        """(threshold, source): the weights' calibrated same-person threshold and "calibrated",
+        or identity.DEFAULT_THRESHOLD and "default" when config.json has no calibration."""
+        return identity.verdict_threshold(self.config.verification)
+
+    def compare(self, image_a: ImageInput, image_b: ImageInput) -> Comparison:
+        """Are the largest faces of two images (paths, PIL images or RGB arrays) the same person?
+
+        The verdict is cosine similarity >= the calibrated threshold; the Comparison also holds
+        every face of each image and the face-by-face similarity matrix. Raises ImageLoadError
+        for unreadable images and NoFaceError, naming the image, when one has no face.
+        """
+        threshold, source = self.verdict_threshold
+        # Both are read before any detection, so an unreadable second image fails fast.
+        named = [(load_image(image_a), image_a, "image A"), (load_image(image_b), image_b, "image B")]
+        faces = []
+        for rgb, image, name in named:
+            found = self.analyze(rgb)
+            if not found:
+                raise NoFaceError(_image_name(image, name))
+            faces.append(found)
+        faces_a, faces_b = faces
+        matrix = identity.similarity_matrix(_embeddings(faces_a), _embeddings(faces_b))
+        similarity = float(matrix[0, 0])  # faces are largest first
+        return Comparison(
+            similarity=similarity,
+            same_person=bool(similarity >= threshold),
+            threshold=threshold,
+            threshold_source=source,
+            matrix=matrix,
+            faces_a=tuple(faces_a),
+            faces_b=tuple(faces_b),
+        )
+
+    def find(self, query_image: ImageInput, images: Sequence[ImageInput]) -> list[Match]:
+        """Every face in ``images`` ranked by similarity to the largest face of ``query_image``,
+        best first, each with its same-person verdict at the calibrated threshold.
+
+        Raises NoFaceError when the query has no face, ImageLoadError for unreadable images.
+        """
+        threshold, _ = self.verdict_threshold
+        query = self.analyze(query_image)
+        if not query:
+            raise NoFaceError(_image_name(query_image, "query image"))
+        found = [(index, face_index, face) for index, image in enumerate(images)
+                 for face_index, face in enumerate(self.analyze(image))]
+        order, similarities = identity.rank(query[0].embedding, _embeddings([face for _, _, face in found]))
+        matches = []
+        for position, similarity in zip(order, similarities):
+            index, face_index, face = found[position]
+            source = images[index]
+            matches.append(Match(
+                image=index,
+                path=str(source) if isinstance(source, (str, Path)) else None,
+                face=face_index,
+                box=face.box,
+                similarity=float(similarity),
+                same_person=bool(similarity >= threshold),
+                threshold=threshold,
+            ))
+        return matches
 
     def _predict_arrays(self, crops: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Network outputs for SxSx3 uint8 crops, as numpy arrays with one row per crop."""

@@ -1,4 +1,4 @@
-"""The ``face-mtl`` command line: analyze, video, train, eval."""
+"""The ``face-mtl`` command line: analyze, video, compare, people, train, eval, calibrate."""
 
 from __future__ import annotations
 
@@ -109,6 +109,94 @@ def _video_command(args: argparse.Namespace) -> int:
     return 0
 
 
+COMPARE_JSON_FIELDS = ("similarity", "same_person", "threshold", "matrix", "faces_a", "faces_b")
+
+
+def _format_matrix(matrix) -> str:
+    columns = [f"B{j}" for j in range(1, len(matrix[0]) + 1)]
+    lines = ["similarity of every face pair (faces numbered largest first):",
+             "     " + " ".join(f"{c:>6}" for c in columns)]
+    for i, row in enumerate(matrix, 1):
+        lines.append(f"{'A' + str(i):>4} " + " ".join(f"{v:>6.2f}" for v in row))
+    return "\n".join(lines)
+
+
+def _compare_command(args: argparse.Namespace) -> int:
+    from .detect import DEFAULT_MIN_FACE_SIZE
+    from .images import ImageLoadError, load_image
+    from .types import NoFaceError
+
+    images = []
+    for path in (args.image_a, args.image_b):
+        try:
+            images.append(load_image(path))
+        except ImageLoadError as error:
+            raise CliError(str(error)) from None
+    analyzer = _analyzer(args)
+    try:
+        result = analyzer.compare(*images)
+    except NoFaceError as error:
+        # The analyzer saw arrays: name the file the user gave.
+        path = args.image_a if error.image == "image A" else args.image_b
+        raise CliError(f"{path}: no face found (faces need to be at least about {DEFAULT_MIN_FACE_SIZE} "
+                       "pixels tall and mostly frontal)") from None
+    if args.json:
+        payload = result.to_dict()
+        print(json.dumps({key: payload[key] for key in COMPARE_JSON_FIELDS}))
+        return 0
+    verdict = "same person" if result.same_person else "different people"
+    note = "" if result.threshold_source == "calibrated" else " (uncalibrated default; run face-mtl calibrate)"
+    print(f"{verdict}: similarity {result.similarity:.3f}, threshold {result.threshold:.3f}{note}")
+    if len(result.faces_a) > 1 or len(result.faces_b) > 1:
+        print(f"(largest faces compared: {len(result.faces_a)} face(s) in {args.image_a}, "
+              f"{len(result.faces_b)} in {args.image_b})")
+        print(_format_matrix(result.matrix.tolist()))
+    return 0
+
+
+def _people_command(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .identity import verdict_threshold
+    from .people import group_people, list_images, person_thumbnails, scan_faces
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise CliError(f"{folder}: not a folder")
+    paths = list_images(folder)
+    if not paths:
+        raise CliError(f"{folder}: no images found (looked for jpg, jpeg, png, webp, bmp, tif, gif)")
+    analyzer = _analyzer(args)
+    threshold, source = verdict_threshold(analyzer.config.verification)
+    if args.threshold is not None:
+        threshold, source = args.threshold, "--threshold"
+    scan = scan_faces(
+        analyzer, paths, thumbnails=bool(args.sheets),
+        progress=lambda items: tqdm(items, desc="finding faces", unit="img", file=sys.stderr),
+    )
+    for path, reason in scan.skipped:
+        print(f"face-mtl: skipped {reason}" if reason.startswith(path) else f"face-mtl: skipped {path}: {reason}",
+              file=sys.stderr)
+    people = group_people(scan, threshold)
+    records = [person.to_dict() for person in people]
+    Path(args.out).write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
+    if args.sheets:
+        from PIL import Image
+
+        from .render.identity import contact_sheet
+
+        sheets = Path(args.sheets)
+        sheets.mkdir(parents=True, exist_ok=True)
+        for person in people:
+            sheet = contact_sheet(person_thumbnails(scan, person),
+                                  f"person {person.person}: {len(person.faces)} face(s)")
+            Image.fromarray(sheet).save(sheets / f"person_{person.person:03d}.{args.sheet_format}")
+    print(f"{len(scan.refs)} face(s) in {len(paths) - len(scan.skipped)} image(s) grouped into "
+          f"{len(people)} people at similarity >= {threshold:.3f} ({source}); written to {args.out}"
+          + (f"; contact sheets in {args.sheets}" if args.sheets else ""))
+    return 0
+
+
 def _train_command(args: argparse.Namespace) -> int:
     from .train import TrainSettings, train
 
@@ -137,6 +225,21 @@ def _eval_command(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
     print(text)
+    return 0
+
+
+def _calibrate_command(args: argparse.Namespace) -> int:
+    from .evaluate import calibrate_weights
+    from .weights import WeightsMismatchError, WeightsNotFoundError
+
+    _check_data_dir(args.data)
+    _check_device(args.device)
+    try:
+        calibration = calibrate_weights(args.weights, data_dir=Path(args.data), cache_dir=Path(args.cache),
+                                        device=args.device)
+    except (WeightsNotFoundError, WeightsMismatchError) as error:
+        raise CliError(str(error)) from None
+    print(json.dumps(calibration, indent=2))
     return 0
 
 
@@ -177,6 +280,27 @@ def build_parser() -> argparse.ArgumentParser:
     flip_option(video)
     video.set_defaults(handler=_video_command)
 
+    compare = commands.add_parser("compare", help="are the largest faces of two photos the same person?")
+    compare.add_argument("image_a", metavar="A")
+    compare.add_argument("image_b", metavar="B")
+    compare.add_argument("--json", action="store_true",
+                         help="print similarity, same_person, threshold, matrix, faces_a, faces_b as JSON")
+    model_options(compare)
+    flip_option(compare)
+    compare.set_defaults(handler=_compare_command)
+
+    people = commands.add_parser("people", help="group every face in a folder of photos by person")
+    people.add_argument("folder", metavar="DIR", help="folder of photos (searched recursively)")
+    people.add_argument("--out", default="people.json", help="JSON file of the groups (default people.json)")
+    people.add_argument("--sheets", metavar="DIR", help="also write a contact sheet per person into DIR")
+    people.add_argument("--sheet-format", choices=("png", "jpg"), default="png",
+                        help="contact sheet image format (default png)")
+    people.add_argument("--threshold", type=float,
+                        help="group faces at this cosine similarity instead of the calibrated threshold")
+    model_options(people)
+    flip_option(people)
+    people.set_defaults(handler=_people_command)
+
     from .train import add_train_arguments
 
     train = commands.add_parser("train", help="train the multi-task network (see MODEL_CARD.md)")
@@ -194,6 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
     model_options(evaluate)
     flip_option(evaluate)
     evaluate.set_defaults(handler=_eval_command)
+
+    calibrate = commands.add_parser(
+        "calibrate", help="choose the same-person threshold on held-out people; rewrites config.json")
+    calibrate.add_argument("--weights", help="local weights folder to calibrate (default: the bundled face_mtl/assets)")
+    calibrate.add_argument("--data", default="../shared/data", help="data folder (default ../shared/data)")
+    calibrate.add_argument("--cache", default=".cache", help="crop cache folder (default .cache)")
+    calibrate.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    calibrate.set_defaults(handler=_calibrate_command)
     return parser
 
 

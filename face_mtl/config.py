@@ -32,6 +32,8 @@ class ModelConfig:
     pixels scaled to 0..1. ``max_age`` bounds the age head, which predicts a distribution
     over whole years 0..max_age and reports its expected value. ``test_time_flip``: predict
     from the crop and its mirror image together (averaged), at twice the network cost.
+    ``verification``: the calibrated same-person threshold of the identity embedding and its
+    error rates on held-out people (``face_mtl.identity.calibrate``); empty when uncalibrated.
     """
 
     backbone: str = "efficientnet_b0"
@@ -51,6 +53,7 @@ class ModelConfig:
     format_version: int = FORMAT_VERSION
     training: dict[str, Any] = field(default_factory=dict, compare=False)
     metrics: dict[str, Any] = field(default_factory=dict, compare=False)
+    verification: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def head_sizes(self) -> dict[str, int]:

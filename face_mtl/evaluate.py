@@ -164,6 +164,53 @@ def identity_verification(model, config, people, device: str = "cpu") -> dict[st
     return {**verification_accuracy(similarities, is_same), "people": int(len(np.unique(people.identity)))}
 
 
+def verification_calibration(model, config, people, device: str = "cpu", seed: int = 0,
+                             split: str = "celeba_val") -> dict[str, Any]:
+    """The same-person threshold of the identity embedding, calibrated on held-out people.
+
+    ``people``: a CropSet of people never trained on (``build_splits(...)["celeba_val"]``).
+    On VERIFICATION_PAIRS same-person and as many different-person pairs (seeded), the
+    threshold is the one of highest accuracy (``identity.calibrate``); the dict also holds its
+    accuracy, false-accept and false-reject rates on those pairs, the 10-fold cross-validated
+    accuracy (a threshold fitted on other pairs: the fairer figure) and where the pairs came
+    from. It is what config.json stores under ``verification``.
+    """
+    from .identity import calibrate
+
+    embeddings = predict_cached(model, people.crops, config, device)["embedding"]
+    pairs, is_same = verification_pairs(people.identity, VERIFICATION_PAIRS, seed)
+    similarities = (embeddings[pairs[:, 0]] * embeddings[pairs[:, 1]]).sum(axis=1)
+    return calibrate(
+        similarities, is_same,
+        cross_validated_accuracy=verification_accuracy(similarities, is_same)["accuracy"],
+        split=split, people=int(len(np.unique(people.identity))), images=int(len(people)), seed=seed,
+        method="highest accuracy on same/different pairs of people never trained on; same iff cosine >= threshold",
+    )
+
+
+def calibrate_weights(weights, data_dir: Path, cache_dir: Path, device: str | None = None) -> dict[str, Any]:
+    """(Re)calibrate a local weights folder: compute ``verification_calibration`` on the
+    held-out CelebA people and rewrite the folder's config.json with it. Returns the calibration.
+
+    Builds the crop cache in ``cache_dir`` when missing (MTCNN over the data: minutes).
+    """
+    from .analyzer import default_device
+    from .model import inference_runner
+    from .train.datasets import build_splits
+    from .weights import WeightsNotFoundError, load_model, resolve_weights, write_config
+
+    if weights is not None and not Path(weights).exists():
+        raise WeightsNotFoundError(f"{weights}: calibration rewrites a local weights folder; no such folder")
+    device = device or default_device()
+    folder = resolve_weights(weights)
+    model, config = load_model(folder, device=device)
+    people = build_splits(Path(data_dir), Path(cache_dir), config.input_size)["celeba_val"]
+    # Through the same runner as FaceAnalyzer, so the threshold fits the embeddings users get.
+    calibration = verification_calibration(inference_runner(model, config, device), config, people, device)
+    write_config(folder, config.with_updates(verification=calibration))
+    return calibration
+
+
 def headline(report: dict[str, Any]) -> dict[str, float]:
     """The five figures the targets are stated in, and FER+ on tight crops where measured."""
     figures = {

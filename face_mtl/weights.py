@@ -121,6 +121,15 @@ def save_model(model: FaceMTLNet, config: ModelConfig, folder: str | Path, half:
     return folder
 
 
+def write_config(folder: str | Path, config: ModelConfig) -> Path:
+    """Replace ``folder``'s config.json with ``config`` atomically (the weights stay as they are)."""
+    folder = Path(folder)
+    tmp_config = folder / (CONFIG_FILE + ".tmp")
+    config.to_json(tmp_config)
+    tmp_config.replace(folder / CONFIG_FILE)
+    return folder / CONFIG_FILE
+
+
 def _check_heads(config: ModelConfig, state: dict[str, torch.Tensor], folder: Path) -> None:
     for name, width in config.head_sizes.items():
         key = f"heads.{name}.weight"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import httpx
@@ -57,11 +58,43 @@ def test_no_face_is_an_error_with_a_message(client, tmp_path):
         client.predict(gradio_client.handle_file(str(path)), api_name="/analyze_image")
 
 
-def test_api_lists_only_the_two_endpoints(client):
+def test_api_lists_only_the_three_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/analyze_image", "/analyze_video"}
+    assert set(endpoints) == {"/analyze_image", "/analyze_video", "/compare_faces"}
     assert len(endpoints["/analyze_image"]["returns"]) == 4
     assert len(endpoints["/analyze_video"]["returns"]) == 5
+    assert len(endpoints["/compare_faces"]["parameters"]) == 2
+    assert len(endpoints["/compare_faces"]["returns"]) == 4
+
+
+def test_compare_faces_returns_both_photos_verdict_and_heatmap(client):
+    image_a, image_b, verdict, heatmap = client.predict(
+        gradio_client.handle_file(str(EXAMPLES / "astronaut.png")),
+        gradio_client.handle_file(str(EXAMPLES / "group.jpg")),
+        api_name="/compare_faces",
+    )
+    for path, name in ((image_a, "astronaut.png"), (image_b, "group.jpg")):
+        with Image.open(EXAMPLES / name) as original, Image.open(path) as annotated:
+            assert annotated.size == original.size
+    match = re.fullmatch(r"(Same person|Different people) — similarity (-?[\d.]+), threshold (-?[\d.]+)(.*)", verdict)
+    assert match, verdict
+    assert (match[1] == "Same person") == (float(match[2]) >= float(match[3]))
+    assert heatmap["type"] == "plotly"
+    trace = json.loads(heatmap["plot"])["data"][0]
+    assert trace["type"] == "heatmap" and trace["x"] == ["B1", "B2", "B3", "B4"] and trace["y"] == ["A1"]
+    # The verdict's similarity is the largest faces' cell of the heatmap.
+    assert float(match[2]) == pytest.approx(trace["z"][0][0], abs=0.006)
+
+
+def test_compare_faces_without_a_face_is_an_error_naming_the_photo(client, tmp_path):
+    path = tmp_path / "blank.png"
+    Image.new("RGB", (200, 150), (90, 140, 200)).save(path)
+    with pytest.raises(gradio_client.exceptions.AppError, match="No face found in the second photo"):
+        client.predict(
+            gradio_client.handle_file(str(EXAMPLES / "grace_hopper.jpg")),
+            gradio_client.handle_file(str(path)),
+            api_name="/compare_faces",
+        )
 
 
 def test_analyze_video_returns_timeline_table_clip_and_files(client, tmp_path):

@@ -32,6 +32,7 @@ from face_mtl.ui import (
     fresh_export_folder,
     on_gpu,
 )
+from face_mtl.ui import compare as compare_ui
 from face_mtl.ui import photo as photo_ui
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,7 +208,16 @@ def test_app_wiring(analyzer, monkeypatch, tmp_path):
     demo = load_app_module().build_app(analyzer)
     assert isinstance(demo, gr.Blocks)
     api = demo.get_api_info()["named_endpoints"]
-    assert set(api) == {"/analyze_image", "/analyze_video"}  # helpers stay private
+    assert set(api) == {"/analyze_image", "/analyze_video", "/compare_faces"}  # helpers stay private
+    compare = api["/compare_faces"]
+    assert [p["component"] for p in compare["parameters"]] == ["Image", "Image"]
+    assert [r["component"] for r in compare["returns"]] == ["Image", "Image", "Markdown", "Plot"]
+    compare_fn = next(f for f in demo.fns.values() if f.api_name == "compare_faces")
+    # The app's own analyzer serves it (its bound compare method), not a second one.
+    assert any(getattr(cell.cell_contents, "__self__", None) is analyzer for cell in compare_fn.fn.__closure__)
+    for name in ("compare-input-a", "compare-input-b"):
+        compare_input = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == name)
+        assert set(compare_input.sources) == {"upload", "clipboard", "webcam"}
     image = api["/analyze_image"]
     assert [p["component"] for p in image["parameters"]] == ["Image"]
     assert [r["component"] for r in image["returns"]] == ["Image", "Dataframe", "Plot", "Json"]
@@ -224,3 +234,56 @@ def test_app_wiring(analyzer, monkeypatch, tmp_path):
     assert set(photo_input.sources) == {"upload", "clipboard", "webcam"}
     clip_input = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "video-input")
     assert set(clip_input.sources) == {"upload", "webcam"}
+
+
+# --- Compare tab ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compare_faces(analyzer):
+    return compare_ui.make_compare_faces(analyzer)
+
+
+def test_compare_tab_annotates_both_photos_and_says_the_verdict(compare_faces, analyzer):
+    annotated_a, annotated_b, verdict, heatmap = compare_faces(
+        str(EXAMPLES / "astronaut.png"), str(EXAMPLES / "group.jpg")
+    )
+    for annotated, name in ((annotated_a, "astronaut.png"), (annotated_b, "group.jpg")):
+        with Image.open(EXAMPLES / name) as photo:
+            assert annotated.shape == (photo.height, photo.width, 3)
+            assert (annotated != np.asarray(photo.convert("RGB"))).any()
+    comparison = analyzer.compare(EXAMPLES / "astronaut.png", EXAMPLES / "group.jpg")
+    expected = "Same person" if comparison.same_person else "Different people"
+    assert verdict.startswith(f"{expected} — similarity {comparison.similarity:.2f}, threshold {comparison.threshold:.2f}")
+    # Four faces in the group photo: a 1 x 4 heatmap labelled like the photos.
+    assert isinstance(heatmap, go.Figure)
+    assert list(heatmap.data[0].x) == ["B1", "B2", "B3", "B4"] and list(heatmap.data[0].y) == ["A1"]
+    np.testing.assert_allclose(np.asarray(heatmap.data[0].z), comparison.matrix.round(3), atol=1e-6)
+
+
+def test_compare_tab_one_face_each_has_no_heatmap(compare_faces):
+    _, _, verdict, heatmap = compare_faces(str(EXAMPLES / "grace_hopper.jpg"), str(EXAMPLES / "grace_hopper.jpg"))
+    assert verdict.startswith("Same person — similarity 1.00") and heatmap is None
+
+
+def test_compare_tab_errors_name_the_photo(compare_faces, faceless_path, tmp_path):
+    with pytest.raises(gr.Error, match="No face found in the second photo"):
+        compare_faces(str(EXAMPLES / "astronaut.png"), str(faceless_path))
+    with pytest.raises(gr.Error, match="No face found in the first photo"):
+        compare_faces(str(faceless_path), str(EXAMPLES / "astronaut.png"))
+    with pytest.raises(gr.Error, match="Add a photo first"):
+        compare_faces(str(EXAMPLES / "astronaut.png"), None)
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("hello")
+    with pytest.raises(gr.Error, match="Could not read this file as a photo: notes.png"):
+        compare_faces(str(not_an_image), str(EXAMPLES / "astronaut.png"))
+
+
+def test_about_text_explains_the_similarity_threshold_and_its_error_rates(analyzer):
+    calibration = {"threshold": 0.2345, "accuracy": 0.81, "false_accept_rate": 0.17, "false_reject_rate": 0.21,
+                   "pairs": 6000, "same_pairs": 3000, "different_pairs": 3000, "people": 55}
+    text = about_markdown(analyzer.config.with_updates(verification=calibration))
+    for needed in ("cosine", "0.234", "81.0%", "17.0%", "21.0%", "6000 pairs", "55 CelebA people", "not\nstored"):
+        assert needed in text, needed
+    uncalibrated = about_markdown(analyzer.config.with_updates(verification={}))
+    assert "no calibration" in uncalibrated and "face-mtl calibrate" in uncalibrated

@@ -136,6 +136,7 @@ def test_about_tab_explains_data_and_links_the_model_card(page, tmp_path):
     for needed in ("UTKFace", "FER+", "CelebA", "non-commercial research use only"):
         assert needed in text
     assert "MODEL_CARD.md" in about.locator("a").first.get_attribute("href")
+    assert "Comparing faces" in text and "cosine" in text and "threshold" in text
     page.get_by_role("tab", name="Video").click()
     page.wait_for_selector("#video-button")
     page.screenshot(path=str(tmp_path / "video_tab.png"), full_page=True)
@@ -155,3 +156,47 @@ def test_video_tab_analyzes_a_clip(page, tmp_path):
     rows = data_rows(page, "video-table")
     assert [rows.nth(i).inner_text().split()[0] for i in range(2)] == ["1", "2"]
     assert "gradio_api/file=" in page.locator("#video-annotated video").get_attribute("src")
+
+
+def test_compare_tab_shows_both_photos_verdict_and_heatmap(page, tmp_path):
+    page.get_by_role("tab", name="Compare").click()
+    page.wait_for_selector("#compare-button")
+    page.locator("#compare-input-a input[type=file]").set_input_files(str(ROOT / "examples" / "astronaut.png"))
+    page.wait_for_selector("#compare-input-a img")
+    page.locator("#compare-input-b input[type=file]").set_input_files(str(ROOT / "examples" / "group.jpg"))
+    page.wait_for_selector("#compare-input-b img")
+    page.click("#compare-button")
+    verdict = page.locator("#compare-verdict")
+    verdict.get_by_text("similarity").wait_for(timeout=RESULT_TIMEOUT_MS)
+    page.wait_for_selector("#compare-annotated-a img", timeout=30_000)
+    page.wait_for_selector("#compare-annotated-b img", timeout=30_000)
+    page.wait_for_selector("#compare-heatmap .js-plotly-plot", timeout=30_000)
+    page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
+
+    text = verdict.inner_text()
+    assert text.startswith(("Same person — similarity", "Different people — similarity")) and "threshold" in text
+    sizes = [page.locator(f"#compare-annotated-{x} img").evaluate("img => [img.naturalWidth, img.naturalHeight]")
+             for x in ("a", "b")]
+    with Image.open(ROOT / "examples" / "astronaut.png") as a, Image.open(ROOT / "examples" / "group.jpg") as b:
+        assert sizes == [list(a.size), list(b.size)]
+    # A new photo clears the old verdict.
+    page.locator("#compare-input-b input[type=file]").set_input_files(str(ROOT / "examples" / "grace_hopper.jpg"))
+    page.wait_for_function("() => !document.querySelector('#compare-verdict').innerText.includes('similarity')",
+                           timeout=30_000)
+    assert page.locator("#compare-annotated-b img").count() == 0
+
+
+def test_compare_tab_without_a_face_shows_a_message(page, tmp_path):
+    y, x = np.mgrid[0:240, 0:320]
+    gradient = np.stack([x * 0.7, y, np.full_like(x, 128)], axis=-1).astype(np.uint8)
+    path = tmp_path / "gradient.png"
+    Image.fromarray(gradient).save(path)
+    page.get_by_role("tab", name="Compare").click()
+    page.wait_for_selector("#compare-button")
+    page.locator("#compare-input-a input[type=file]").set_input_files(str(path))
+    page.wait_for_selector("#compare-input-a img")
+    page.locator("#compare-input-b input[type=file]").set_input_files(str(ROOT / "examples" / "astronaut.png"))
+    page.wait_for_selector("#compare-input-b img")
+    page.click("#compare-button")
+    page.get_by_text("No face found in the first photo").first.wait_for(timeout=RESULT_TIMEOUT_MS)
+    page.screenshot(path=str(tmp_path / "compare_no_face.png"), full_page=True)

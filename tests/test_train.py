@@ -108,6 +108,11 @@ def test_tiny_training_lowers_loss_and_exports_loadable_weights(tiny_data, tmp_p
     analyzer = FaceAnalyzer(weights=exported, device="cpu")
     assert analyzer.config.input_size == 64
     assert analyzer.config.training["epochs_done"] == 4
+    # The same-person threshold is calibrated with the exported weights, on held-out people.
+    calibration = analyzer.config.verification
+    assert calibration["split"] == "celeba_val" and calibration["people"] == 2
+    assert analyzer.verdict_threshold == (calibration["threshold"], "calibrated")
+    assert 0.0 <= calibration["false_accept_rate"] <= 1.0 and 0.0 <= calibration["false_reject_rate"] <= 1.0
     faces = analyzer.predict_crops([np.zeros((48, 48), np.uint8)])
     assert len(faces) == 1 and abs(sum(faces[0].emotions.values()) - 1) < 1e-5
     # The exported identity head is the PCA projection of the training people's features:

@@ -66,15 +66,17 @@ def _scaled(face: Face, scale: float) -> Face:
     return dataclasses.replace(face, box=tuple(v * scale for v in face.box))
 
 
-def annotate_photo(image: np.ndarray, faces: Sequence[Face], max_side: int = DISPLAY_MAX_SIDE) -> np.ndarray:
+def annotate_photo(
+    image: np.ndarray, faces: Sequence[Face], max_side: int = DISPLAY_MAX_SIDE, labels: Sequence[str] | None = None
+) -> np.ndarray:
     """``draw_faces`` on the photo (HxWx3 uint8 RGB), downscaled first when its longer side
-    exceeds ``max_side``; labels are numbered 1.. in the order of ``faces``."""
+    exceeds ``max_side``; labels (default: numbered 1.. in the order of ``faces``) as given."""
     height, width = image.shape[:2]
     scale = min(1.0, max_side / max(height, width))
     if scale < 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         image = np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
-    return draw_faces(image, [_scaled(face, scale) for face in faces])
+    return draw_faces(image, [_scaled(face, scale) for face in faces], labels)
 
 
 def _box_text(face: Face) -> str:

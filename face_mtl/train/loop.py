@@ -18,7 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..config import ModelConfig
-from ..evaluate import evaluate_splits, headline, identity_verification
+from ..evaluate import evaluate_splits, headline, identity_verification, verification_calibration
 from ..model import FaceMTLNet
 from ..weights import load_model, save_model
 from .augment import AugmentSettings, augment_batch
@@ -323,7 +323,8 @@ def train(settings: TrainSettings) -> Path:
         state["history"].append(record)
         _log(run_dir, json.dumps(record))
         save_checkpoint(run_dir, modules, optimizer, state, generator, cyclers)
-        save_model(ema, _exported_config(config, settings, state, report, splits, parent), run_dir / "export")
+        calibration = verification_calibration(ema, config, val_splits["celeba_val"], device)
+        save_model(ema, _exported_config(config, settings, state, report, splits, parent, calibration), run_dir / "export")
         if progress >= 1.0:
             _log(run_dir, f"stopping in epoch {epoch}: --max-hours {settings.max_hours} reached")
         finished = progress >= 1.0 or state["epoch"] >= settings.epochs
@@ -346,15 +347,17 @@ def train(settings: TrainSettings) -> Path:
                               "verification_with_pca_head": round(pca_head["accuracy"], 4)}))
     _log(run_dir, json.dumps({"final": {k: round(v, 4) for k, v in headline(report).items()},
                               "bn_recalibration_batches": settings.bn_recalibration_batches}))
-    final_config = _exported_config(config, settings, state, report, splits, parent)
+    calibration = verification_calibration(ema, config, val_splits["celeba_val"], device)
+    final_config = _exported_config(config, settings, state, report, splits, parent, calibration)
     exported = save_model(ema, final_config, run_dir / "export")
     if settings.export_dir:
         exported = save_model(ema, final_config, Path(settings.export_dir))
     return exported
 
 
-def _exported_config(config, settings, state, report, splits, parent) -> ModelConfig:
-    """The config saved with the EMA weights: it records how they were made and how they scored."""
+def _exported_config(config, settings, state, report, splits, parent, verification=None) -> ModelConfig:
+    """The config saved with the EMA weights: it records how they were made and how they scored,
+    and the same-person threshold calibrated with them (never the starting weights' one)."""
     training = {
         "data": {
             "ferplus_train": len(splits["ferplus_train"]),
@@ -371,4 +374,4 @@ def _exported_config(config, settings, state, report, splits, parent) -> ModelCo
     if parent:
         training["initialised_from"] = parent
     metrics = {"validation": report, "summary": headline(report)} if report else {}
-    return config.with_updates(training=training, metrics=metrics)
+    return config.with_updates(training=training, metrics=metrics, verification=verification or {})

@@ -53,6 +53,48 @@ def _is_placeholder(config: ModelConfig) -> bool:
     return "placeholder" in note.lower() or not config.metrics
 
 
+def _percent(value) -> str:
+    return "n/a" if value is None else f"{100 * float(value):.1f}%"
+
+
+def comparing_markdown(config: ModelConfig) -> str:
+    """The About tab's section on comparing faces: what the similarity means, how the threshold
+    was chosen and its error rates, read from the loaded weights' config (``verification``)."""
+    from ..identity import verdict_threshold
+
+    threshold, source = verdict_threshold(config.verification)
+    calibration = config.verification
+    if source == "calibrated":
+        chosen = (
+            f"The threshold, **{threshold:.3f}**, is the one that was right most often on "
+            f"{calibration.get('pairs', '?')} pairs of photos ({calibration.get('same_pairs', '?')} "
+            f"of the same person, {calibration.get('different_pairs', '?')} of two different people) of "
+            f"{calibration.get('people', '?')} CelebA people the network never saw in training. On those "
+            f"pairs it is right {_percent(calibration.get('accuracy'))} of the time; it calls "
+            f"{_percent(calibration.get('false_accept_rate'))} of different-people pairs the same person "
+            f"(false accepts) and {_percent(calibration.get('false_reject_rate'))} of same-person pairs "
+            "different people (false rejects)."
+        )
+        if calibration.get("cross_validated_accuracy") is not None:
+            chosen += (
+                f" With the threshold chosen on other pairs than those it is tested on, accuracy is "
+                f"{_percent(calibration['cross_validated_accuracy'])}."
+            )
+    else:
+        chosen = (
+            f"These weights carry no calibration, so a generic default threshold ({threshold:.2f}) is "
+            "used and its error rates are unknown (`face-mtl calibrate` measures them)."
+        )
+    return f"""**Comparing faces (Compare tab).** Each face becomes {config.embedding_size} numbers (its
+identity embedding); the *similarity* of two faces is the cosine of the angle between them, from
+-1 to 1: near 1 for near-identical faces, near 0 for unrelated ones. Two faces are called the
+same person when the similarity reaches a threshold. {chosen} Expect more errors on photos unlike
+CelebA's (children, profile views, poor light, low resolution), and for look-alikes and relatives.
+A verdict is a statistical guess, never proof of who someone is. The photos you compare are not
+stored and no face is kept or searched against any collection.
+"""
+
+
 def about_markdown(config: ModelConfig, model_card_url: str = "MODEL_CARD.md") -> str:
     """The About text: the models, their training data and licences, and what the attributes
     mean and do not mean. ``config`` is the loaded model's; ``model_card_url`` the card's link."""
@@ -73,7 +115,8 @@ backbone with one small head per task, in the style of HSEmotion) predicts:
 - **age**: an apparent age in years, the mean of a predicted distribution over 0–{config.max_age};
 - **gender**: {" / ".join(config.genders)};
 - **ethnicity**: {", ".join(config.ethnicities)};
-- an **identity embedding** ({config.embedding_size} numbers, in the JSON download only) for comparing faces.
+- an **identity embedding** ({config.embedding_size} numbers, in the JSON download) for comparing faces
+  (the **Compare** tab).
 
 **Training data and licences.**
 
@@ -103,6 +146,7 @@ about the person.
 - Probabilities are the model's confidence, not a guarantee, and accuracy differs between
   groups of people (see the model card).
 
+{comparing_markdown(config)}
 Do not use these outputs to make decisions about people (hiring, admission, policing, access,
 credit, or anything similar). Uploaded photos and results are not kept: the server deletes its
 temporary copies after about an hour.
