@@ -121,7 +121,10 @@ def one_line_reason(error: BaseException, path: str) -> str:
     text = str(error).strip()
     if text.startswith(f"{path}: "):
         text = text[len(path) + 2 :]
-    if not text or not isinstance(error, (ValueError, OSError)):
+    # The project's own errors and bad-input errors read as they are; anything else (a bug,
+    # a library failure) keeps its type name, which is most of what says what went wrong.
+    expected = isinstance(error, (ValueError, OSError)) or type(error).__module__.startswith("face_mtl")
+    if not text or not expected:
         text = f"{type(error).__name__}: {text}" if text else type(error).__name__
     text = re.sub(r"\s+", " ", text)
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."

@@ -162,6 +162,11 @@ def test_decode_image_errors_read_like_load_image(tmp_path):
 def test_reasons_are_one_line_without_the_path():
     assert one_line_reason(ImageLoadError("a b.jpg: empty file"), "a b.jpg") == "empty file"
     assert one_line_reason(RuntimeError("boom\n  at line 3"), "x") == "RuntimeError: boom at line 3"
+    from face_mtl.video import VideoError
+
+    assert one_line_reason(VideoError("c.mp4: no video stream (not a video file)"), "c.mp4") == (
+        "no video stream (not a video file)"
+    )
     assert len(one_line_reason(ValueError("x" * 1000), "p")) == 300
 
 
