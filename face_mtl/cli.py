@@ -65,6 +65,9 @@ def _check_data_dir(data: str) -> None:
 def _analyze_command(args: argparse.Namespace) -> int:
     from .images import ImageLoadError, load_image
 
+    if args.out:
+        return _analyze_collection(args)
+    _refuse_collection_options(args, ("resume", "engine", "address", "num_cpus", "concurrency", "gpus_per_actor"))
     # Read every image first so a bad file fails fast, before the model loads.
     images = []
     for path in args.images:
@@ -83,9 +86,16 @@ def _analyze_command(args: argparse.Namespace) -> int:
 
 
 def _video_command(args: argparse.Namespace) -> int:
+    from .batch import FORMATS
     from .video import VideoError, analyze_video, check_duration, probe_video
 
     max_duration = None if args.max_duration <= 0 else args.max_duration
+    if args.out and Path(args.out).suffix.lower() in FORMATS:
+        return _video_collection(args, max_duration)
+    _refuse_collection_options(args, ("resume",))
+    if len(args.clips) != 1:
+        raise CliError("give one clip, or several clips and folders with --out results.jsonl|.csv|.parquet")
+    args.clip = args.clips[0]
     try:
         # Bad input fails fast, before the model loads.
         check_duration(probe_video(args.clip), max_duration)
@@ -197,6 +207,70 @@ def _people_command(args: argparse.Namespace) -> int:
     return 0
 
 
+# Collection options and their "not given" values: without --out they would be silently ignored.
+_COLLECTION_DEFAULTS = {
+    "resume": False, "engine": "local", "address": None, "num_cpus": None, "concurrency": None,
+    "gpus_per_actor": None,
+}  # fmt: skip
+
+
+def _refuse_collection_options(args: argparse.Namespace, names: Sequence[str]) -> None:
+    given = [name for name in names if getattr(args, name, None) != _COLLECTION_DEFAULTS[name]]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise CliError(f"{flags}: only with --out results.jsonl|.csv|.parquet")
+
+
+def _analyze_collection(args: argparse.Namespace) -> int:
+    from .batch import AnalyzerOptions, BatchError, discover, engine, output_format
+    from .weights import WeightsMismatchError, WeightsNotFoundError
+
+    if args.json:
+        raise CliError("--json prints to the terminal; with --out the records go to the file")
+    if args.engine == "local":
+        if args.address or args.num_cpus or args.concurrency or args.gpus_per_actor:
+            raise CliError("--address, --num-cpus, --concurrency and --gpus-per-actor are for --engine ray")
+        _check_device(args.device)  # a Ray cluster's GPUs are checked on the cluster
+        settings = {"batch_size": args.batch_size, "decode_threads": args.threads}
+    else:
+        settings = {
+            "address": args.address, "num_cpus": args.num_cpus, "concurrency": args.concurrency,
+            "batch_size": args.batch_size, "gpus_per_actor": args.gpus_per_actor,
+        }  # fmt: skip
+    options = AnalyzerOptions(weights=args.weights, device=args.device, test_time_flip=False if args.no_flip else None)
+    try:
+        output_format(args.out)
+        chosen = engine(args.engine, **settings)
+        paths = discover(args.images)
+        if not paths:
+            raise CliError(f"no images found in {' '.join(args.images)}")
+        summary = chosen.run(paths, Path(args.out), options, resume=args.resume)
+    except (BatchError, WeightsNotFoundError, WeightsMismatchError) as error:
+        raise CliError(str(error)) from None
+    print(f"face-mtl: {summary.describe('images')} -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def _video_collection(args: argparse.Namespace, max_duration: float | None) -> int:
+    from .batch import VIDEO_EXTENSIONS, BatchError, discover, run_clips
+
+    if args.json:
+        raise CliError("--json prints to the terminal; with --out the records go to the file")
+    paths = discover(args.clips, VIDEO_EXTENSIONS)
+    if not paths:
+        raise CliError(f"no clips found in {' '.join(args.clips)}")
+    analyzer = _analyzer(args)
+    try:
+        summary = run_clips(
+            paths, Path(args.out), analyzer, resume=args.resume,
+            fps=args.fps, smoothing=args.smoothing, max_duration=max_duration,
+        )  # fmt: skip
+    except BatchError as error:
+        raise CliError(str(error)) from None
+    print(f"face-mtl: {summary.describe('clips')} -> {args.out}", file=sys.stderr)
+    return 0
+
+
 def _train_command(args: argparse.Namespace) -> int:
     from .train import TrainSettings, train
 
@@ -244,6 +318,7 @@ def _calibrate_command(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .batch import BATCH_SIZE, DECODE_THREADS
     from .video import DEFAULT_MAX_DURATION, DEFAULT_SMOOTHING
 
     parser = argparse.ArgumentParser(
@@ -260,18 +335,42 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--weights", help="weights folder, model.safetensors or Hub repo id (default: bundled)")
         sub.add_argument("--device", help="cpu or cuda (default: cuda when available)")
 
-    analyze = commands.add_parser("analyze", help="analyze faces in images")
-    analyze.add_argument("images", nargs="+", metavar="IMAGE")
+    def collection_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--resume", action="store_true",
+                         help="with --out: skip inputs already in the output file and add to it")
+
+    analyze = commands.add_parser("analyze", help="analyze faces in images, or whole folders with --out")
+    analyze.add_argument("images", nargs="+", metavar="INPUT",
+                         help="image files; with --out also folders (recursive), globs and .txt lists of paths")
     analyze.add_argument("--json", action="store_true", help="print one JSON list instead of tables")
+    analyze.add_argument("--out", help="write one record per image to results.jsonl, .csv or .parquet "
+                         "(a bad file becomes an error record)")
+    collection_options(analyze)
+    analyze.add_argument("--engine", choices=("local", "ray"), default="local",
+                         help="with --out: this process (default) or a Ray Data pipeline (the [scale] extra)")
+    analyze.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                         help=f"with --out: images per network batch, per Ray actor call (default {BATCH_SIZE})")
+    analyze.add_argument("--threads", type=int, default=DECODE_THREADS,
+                         help=f"local engine: threads decoding the next images (default {DECODE_THREADS})")
+    analyze.add_argument("--address", help="Ray engine: join this cluster (auto, HOST:6379, ray://HOST:10001); "
+                         "default: start a local instance")
+    analyze.add_argument("--num-cpus", type=int, help="Ray engine: CPUs of the local instance (default: all)")
+    analyze.add_argument("--concurrency", type=int,
+                         help="Ray engine: actors, each holding one model (default: one per GPU, else CPUs - 1)")
+    analyze.add_argument("--gpus-per-actor", type=float,
+                         help="Ray engine: GPU share per actor when the cluster has GPUs (default 1)")
     model_options(analyze)
     flip_option(analyze)
     analyze.set_defaults(handler=_analyze_command)
 
     video = commands.add_parser("video", help="track faces in a clip and time their emotions")
-    video.add_argument("clip", metavar="CLIP")
+    video.add_argument("clips", nargs="+", metavar="CLIP",
+                       help="a clip; with --out results.jsonl|.csv|.parquet also several, folders, globs")
     video.add_argument("--fps", type=float, help="frames sampled per second (default: automatic)")
     video.add_argument("--json", action="store_true", help="print the result as JSON")
-    video.add_argument("--out", help="write an annotated mp4 here")
+    video.add_argument("--out", help="an annotated .mp4 of the clip, or results.jsonl|.csv|.parquet: "
+                       "one record per clip")
+    collection_options(video)
     video.add_argument("--smoothing", type=float, default=DEFAULT_SMOOTHING,
                        help=f"seconds of centred smoothing of emotion probabilities; 0 = none (default: {DEFAULT_SMOOTHING:g})")
     video.add_argument("--max-duration", type=float, default=DEFAULT_MAX_DURATION,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import struct
 from pathlib import Path
 from typing import Union
@@ -78,13 +79,28 @@ def load_image(image: ImageInput) -> np.ndarray:
         raise ImageLoadError(f"{path}: is a directory, not an image")
     if path.stat().st_size == 0:
         raise ImageLoadError(f"{path}: empty file")
+    return _decode(path, str(path))
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """Decode an encoded image file's bytes (JPEG, PNG, ...) as load_image reads the file.
+
+    ``name`` (usually the file's path) starts every ImageLoadError message, so errors read
+    the same as load_image's for the same file.
+    """
+    if len(data) == 0:
+        raise ImageLoadError(f"{name}: empty file")
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(source: Path | io.BytesIO, name: str) -> np.ndarray:
     try:
-        with Image.open(path) as opened:
+        with Image.open(source) as opened:
             opened.load()
             return np.asarray(pil_to_rgb(opened))
     except UnidentifiedImageError:
-        raise ImageLoadError(f"{path}: not an image (unrecognised format)") from None
+        raise ImageLoadError(f"{name}: not an image (unrecognised format)") from None
     except Image.DecompressionBombError as error:
-        raise ImageLoadError(f"{path}: image too large ({error})") from None
+        raise ImageLoadError(f"{name}: image too large ({error})") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as error:
-        raise ImageLoadError(f"{path}: corrupt or truncated image ({error})") from None
+        raise ImageLoadError(f"{name}: corrupt or truncated image ({error})") from None

