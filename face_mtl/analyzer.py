@@ -15,6 +15,7 @@ from .config import ModelConfig
 from .crop import crop_face, resize_crop, to_input_tensor
 from .detect import Detector, DetectorSettings, MTCNNDetector
 from .images import ImageInput, array_to_rgb, load_image, pil_to_rgb
+from .limits import Limits, current_limits
 from .model import FaceMTLNet, predict
 from .types import Detection, Face
 from .weights import load_model, resolve_weights
@@ -68,7 +69,8 @@ class FaceAnalyzer:
     cuda when available). Detector options: ``threshold``, ``max_faces``, ``min_face_size``,
     ``max_side`` (see DetectorSettings), or a ready ``detector``. ``test_time_flip``: average
     each face with its mirror image (default: the weights' config.json, True when unset);
-    False halves the network's cost.
+    False halves the network's cost. ``limits``: input limits (default: ``current_limits()``,
+    from the environment); ``max_faces`` defaults to ``limits.max_faces``.
     """
 
     def __init__(
@@ -82,27 +84,32 @@ class FaceAnalyzer:
         max_side: int | None = None,
         detector: Detector | None = None,
         test_time_flip: bool | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.device = device or default_device()
+        self.limits = limits or current_limits()
         folder = resolve_weights(weights)
         self.model, self.config, self._runner = _cached_model(str(folder.resolve()), self.device)
         self.test_time_flip = self.config.test_time_flip if test_time_flip is None else bool(test_time_flip)
         overrides = {
             "threshold": threshold,
-            "max_faces": max_faces,
+            "max_faces": self.limits.max_faces if max_faces is None else max_faces,
             "min_face_size": min_face_size,
             "max_side": max_side,
         }
         settings = DetectorSettings(**{k: v for k, v in overrides.items() if v is not None})
+        self.max_faces = settings.max_faces  # faces per image, the largest kept
         self.detector = detector or _cached_detector(settings, self.device)
 
     def detect(self, image: ImageInput) -> list[Detection]:
         """Faces found in the image, largest first, without running the attribute network."""
-        return self.detector.detect(load_image(image))
+        return self.detector.detect(load_image(image, self.limits))
 
     def analyze(self, image: ImageInput) -> list[Face]:
-        """All faces of a path, PIL image or HxWx3 uint8 RGB array, largest first."""
-        rgb = load_image(image)
+        """All faces of a path, PIL image or HxWx3 uint8 RGB array, largest first (at most
+        ``max_faces``). Raises ImageLoadError or LimitExceededError (both FaceMTLInputError)
+        for input it cannot or will not read."""
+        rgb = load_image(image, self.limits)
         return self.analyze_detections(rgb, self.detector.detect(rgb))
 
     def analyze_detections(self, rgb: np.ndarray, detections: Sequence[Detection]) -> list[Face]:
