@@ -13,7 +13,6 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
-from app_server import app_server  # noqa: F401  (the shared server fixture)
 from PIL import Image
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -41,7 +40,7 @@ def browser():
 
 
 @pytest.fixture()
-def page(browser, app_server):  # noqa: F811
+def page(browser, app_server):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     blocked: list[str] = []
@@ -155,3 +154,4 @@ def test_video_tab_analyzes_a_clip(page, tmp_path):
     rows = data_rows(page, "video-table")
     assert [rows.nth(i).inner_text().split()[0] for i in range(2)] == ["1", "2"]
     assert "gradio_api/file=" in page.locator("#video-annotated video").get_attribute("src")
+
