@@ -79,3 +79,10 @@ def client(app_server, tmp_path_factory):
         download_files=str(tmp_path_factory.mktemp("client_downloads")),
     )
 
+
+@pytest.fixture(scope="session")
+def bad_input_corpus(tmp_path_factory) -> dict[str, Path]:
+    """Every kind of tests/bad_inputs.py written once per session: {kind name: path}."""
+    from bad_inputs import build_corpus
+
+    return build_corpus(tmp_path_factory.mktemp("bad_inputs"))

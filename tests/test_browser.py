@@ -155,3 +155,31 @@ def test_video_tab_analyzes_a_clip(page, tmp_path):
     assert [rows.nth(i).inner_text().split()[0] for i in range(2)] == ["1", "2"]
     assert "gradio_api/file=" in page.locator("#video-annotated video").get_attribute("src")
 
+
+@pytest.mark.parametrize(
+    "name", ["photo_text_as_jpg", "photo_1x1", "photo_heic", "photo_animated_gif", "clip_audio_only", "clip_very_long"]
+)
+def test_bad_inputs_show_face_mtls_message(page, name, bad_input_corpus, tmp_path):
+    # A representative subset of tests/bad_inputs.py: the page shows the same one-line message
+    # as the library, the command line and the API, then still analyses a good photo.
+    from bad_inputs import KINDS_BY_NAME
+
+    kind, path = KINDS_BY_NAME[name], bad_input_corpus[name]
+    if kind.media == "photo":
+        page.locator("#photo-input input[type=file]").set_input_files(str(path))
+        page.wait_for_selector("#photo-input img")
+        page.click("#photo-button")
+    else:
+        page.get_by_role("tab", name="Video").click()
+        page.wait_for_selector("#video-button")
+        page.locator("#video-input input[type=file]").set_input_files(str(path))
+        page.wait_for_selector("#video-input video", timeout=60_000)
+        page.click("#video-button")
+    message = page.locator(".toast-body").filter(has_text=f"{path.name}: ")
+    message.first.wait_for(timeout=RESULT_TIMEOUT_MS)
+    assert kind.problem in message.first.inner_text().lower()
+    page.screenshot(path=str(tmp_path / f"{name}.png"))
+    if kind.media == "photo":
+        upload(page, ROOT / "examples" / "astronaut.png")
+        page.click("#photo-button")
+        wait_for_rows(page, 1)
