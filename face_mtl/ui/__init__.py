@@ -31,8 +31,8 @@ DELETE_CACHE = (1800, 3600)
 
 # glibc gives each thread that contends for malloc an arena of its own (up to 8 per core) and
 # seldom returns what they free: with Gradio's worker threads decoding photos and clips of every
-# size, a server's memory grew by 590 MB over 57 requests in bench/load_test.py (8 users), and
-# by 310 MB with two arenas, still falling back at times (same machine, shared CPU).
+# size, a server's memory grew by 590 MB over 57 requests of bench/load_test.py (8 users), and
+# by 310 MB over 75 requests with two arenas, at times falling back (one machine, shared CPU).
 MALLOC_ARENAS = 2
 _M_ARENA_MAX = -8  # mallopt parameter number, glibc's malloc.h
 
