@@ -13,14 +13,15 @@ from pathlib import Path
 import gradio as gr
 
 from face_mtl import FaceAnalyzer
+from face_mtl.limits import current_limits
 from face_mtl.render.video import TABLE_COLUMNS as VIDEO_TABLE_COLUMNS
 from face_mtl.ui import (
     DELETE_CACHE,
-    MAX_FILE_SIZE,
     QUEUE_CONCURRENCY,
     QUEUE_MAX_SIZE,
     about_markdown,
     example_clips,
+    limit_malloc_arenas,
     on_gpu,
 )
 from face_mtl.ui.compare import clear_compare_outputs, make_compare_faces
@@ -29,6 +30,8 @@ from face_mtl.ui.video import make_analyze_video
 
 ROOT = Path(__file__).resolve().parent
 MODEL_CARD = ROOT / "MODEL_CARD.md"
+# Never served, whatever else is allowed: the code and weights, and the repository's history.
+BLOCKED_PATHS = [str(ROOT / "face_mtl"), str(ROOT / ".git")]
 VIDEO_GPU_SECONDS = 120  # ZeroGPU time slot per clip; photos use the default (60 s)
 
 INTRO = """# face_mtl
@@ -88,6 +91,7 @@ def build_app(analyzer: FaceAnalyzer) -> gr.Blocks:
                 fn=analyze_image,
                 cache_examples=True,
                 cache_mode="lazy",
+                preprocess=False,  # as the button's event: the handler reads the file itself
                 label="Example photos (public domain): click one, then see the results below",
             )
             faces_table.render()
@@ -96,7 +100,12 @@ def build_app(analyzer: FaceAnalyzer) -> gr.Blocks:
                 with gr.Column(scale=2):
                     downloads.render()
                     results.render()
-            photo_button.click(analyze_image, inputs=photo, outputs=outputs, api_name="analyze_image")
+            # preprocess=False: the handler gets the upload untouched and face_mtl reads it, so a
+            # file that is not a photo (or is far too large) gets face_mtl's message, not an
+            # error from the Image component's own decoding.
+            photo_button.click(
+                analyze_image, inputs=photo, outputs=outputs, api_name="analyze_image", preprocess=False
+            )
             photo.input(clear_outputs, outputs=outputs, queue=False, api_visibility="private")
             # Files follow the JSON, whichever way it changed (button, API or cached example).
             results.change(export_results, inputs=results, outputs=downloads, api_visibility="private")
@@ -186,12 +195,15 @@ def main() -> None:
         "--share", action="store_true", help="also serve on a temporary public gradio.live link"
     )
     args = parser.parse_args()
+    limit_malloc_arenas()  # keeps a long-running server's memory from creeping up (bench/load_test.py)
     demo = build_app(FaceAnalyzer())
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         share=args.share,
-        max_file_size=MAX_FILE_SIZE,
+        max_file_size=current_limits().max_upload_bytes,
+        allowed_paths=[],  # beyond its own uploads and outputs, the app serves MODEL_CARD.md only
+        blocked_paths=BLOCKED_PATHS,
     )
 
 

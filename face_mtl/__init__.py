@@ -2,7 +2,9 @@
 
 from .analyzer import FaceAnalyzer
 from .config import EMOTIONS, ETHNICITIES, GENDERS, ModelConfig
-from .images import ImageLoadError, load_image
+from .errors import FaceMTLInputError, ImageLoadError, LimitExceededError, VideoLoadError
+from .images import load_image
+from .limits import Limits
 from .types import Comparison, Detection, Face, Match, NoFaceError
 from .weights import WeightsMismatchError, WeightsNotFoundError
 
@@ -14,10 +16,14 @@ __all__ = [
     "Detection",
     "Face",
     "FaceAnalyzer",
+    "FaceMTLInputError",
     "ImageLoadError",
+    "LimitExceededError",
+    "Limits",
     "Match",
     "ModelConfig",
     "NoFaceError",
+    "VideoLoadError",
     "WeightsMismatchError",
     "WeightsNotFoundError",
     "load_image",

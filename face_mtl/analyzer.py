@@ -14,6 +14,7 @@ from . import identity
 from .crop import crop_face, resize_crop, to_input_tensor
 from .detect import Detector, DetectorSettings, MTCNNDetector
 from .images import ImageInput, array_to_rgb, load_image, pil_to_rgb
+from .limits import Limits, current_limits
 from .model import inference_runner, predict
 from .types import Comparison, Detection, Face, Match, NoFaceError
 from .weights import load_model, resolve_weights
@@ -63,7 +64,9 @@ class FaceAnalyzer:
     ``max_side`` (see DetectorSettings), or a ready ``detector``. ``test_time_flip``: average
     each face with its mirror image (default: the weights' config.json, True when unset);
     False halves the network's cost. ``inference_precision``: "bf16" or "fp32" (default: the
-    weights' config.json; bf16 applies only on CPUs with native bfloat16).
+    weights' config.json; bf16 applies only on CPUs with native bfloat16). ``limits``: input
+    limits (default: ``current_limits()``, from the environment); ``max_faces`` defaults to
+    ``limits.max_faces``.
     """
 
     def __init__(
@@ -78,8 +81,10 @@ class FaceAnalyzer:
         detector: Detector | None = None,
         test_time_flip: bool | None = None,
         inference_precision: str | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.device = device or default_device()
+        self.limits = limits or current_limits()
         folder = resolve_weights(weights)
         if inference_precision not in (None, "fp32", "bf16"):
             raise ValueError(f"inference_precision must be fp32 or bf16, not {inference_precision!r}")
@@ -87,20 +92,23 @@ class FaceAnalyzer:
         self.test_time_flip = self.config.test_time_flip if test_time_flip is None else bool(test_time_flip)
         overrides = {
             "threshold": threshold,
-            "max_faces": max_faces,
+            "max_faces": self.limits.max_faces if max_faces is None else max_faces,
             "min_face_size": min_face_size,
             "max_side": max_side,
         }
         settings = DetectorSettings(**{k: v for k, v in overrides.items() if v is not None})
+        self.max_faces = settings.max_faces  # faces per image, the largest kept
         self.detector = detector or _cached_detector(settings, self.device)
 
     def detect(self, image: ImageInput) -> list[Detection]:
         """Faces found in the image, largest first, without running the attribute network."""
-        return self.detector.detect(load_image(image))
+        return self.detector.detect(load_image(image, self.limits))
 
     def analyze(self, image: ImageInput) -> list[Face]:
-        """All faces of a path, PIL image or HxWx3 uint8 RGB array, largest first."""
-        rgb = load_image(image)
+        """All faces of a path, PIL image or HxWx3 uint8 RGB array, largest first (at most
+        ``max_faces``). Raises ImageLoadError or LimitExceededError (both FaceMTLInputError)
+        for input it cannot or will not read."""
+        rgb = load_image(image, self.limits)
         return self.analyze_detections(rgb, self.detector.detect(rgb))
 
     def analyze_detections(self, rgb: np.ndarray, detections: Sequence[Detection]) -> list[Face]:

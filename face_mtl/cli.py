@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,18 +65,13 @@ def _check_data_dir(data: str) -> None:
 
 
 def _analyze_command(args: argparse.Namespace) -> int:
-    from .images import ImageLoadError, load_image
+    from .images import load_image
 
     if args.out:
         return _analyze_collection(args)
     _refuse_collection_options(args, ("resume", "engine", "address", "num_cpus", "concurrency", "gpus_per_actor"))
     # Read every image first so a bad file fails fast, before the model loads.
-    images = []
-    for path in args.images:
-        try:
-            images.append((path, load_image(path)))
-        except ImageLoadError as error:
-            raise CliError(str(error)) from None
+    images = [(path, load_image(path)) for path in args.images]
     analyzer = _analyzer(args)
     results = [(path, analyzer.analyze(image)) for path, image in images]
     if args.json:
@@ -87,31 +84,24 @@ def _analyze_command(args: argparse.Namespace) -> int:
 
 def _video_command(args: argparse.Namespace) -> int:
     from .batch import FORMATS
-    from .video import VideoError, analyze_video, check_duration, probe_video
+    from .limits import current_limits
+    from .video import analyze_video, check_limits, probe_video, write_annotated_video
 
-    max_duration = None if args.max_duration <= 0 else args.max_duration
+    limits = current_limits()
+    if args.max_duration is not None:
+        limits = dataclasses.replace(limits, max_clip_seconds=args.max_duration if args.max_duration > 0 else math.inf)
     if args.out and Path(args.out).suffix.lower() in FORMATS:
-        return _video_collection(args, max_duration)
+        return _video_collection(args, limits.max_clip_seconds)
     _refuse_collection_options(args, ("resume",))
     if len(args.clips) != 1:
         raise CliError("give one clip, or several clips and folders with --out results.jsonl|.csv|.parquet")
     args.clip = args.clips[0]
-    try:
-        # Bad input fails fast, before the model loads.
-        check_duration(probe_video(args.clip), max_duration)
-    except VideoError as error:
-        raise CliError(str(error)) from None
+    # Bad input fails fast, before the model loads.
+    check_limits(probe_video(args.clip, limits), limits)
     analyzer = _analyzer(args)
-    try:
-        result = analyze_video(
-            args.clip, analyzer, fps=args.fps, max_duration=max_duration, smoothing=args.smoothing
-        )
-        if args.out:
-            from .video import write_annotated_video
-
-            write_annotated_video(args.clip, result, args.out)
-    except VideoError as error:
-        raise CliError(str(error)) from None
+    result = analyze_video(args.clip, analyzer, fps=args.fps, limits=limits, smoothing=args.smoothing)
+    if args.out:
+        write_annotated_video(args.clip, result, args.out)
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
@@ -319,7 +309,8 @@ def _calibrate_command(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .batch import BATCH_SIZE, DECODE_THREADS
-    from .video import DEFAULT_MAX_DURATION, DEFAULT_SMOOTHING
+    from .limits import ENVIRONMENT
+    from .video import DEFAULT_SMOOTHING
 
     parser = argparse.ArgumentParser(
         prog="face-mtl",
@@ -373,8 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     collection_options(video)
     video.add_argument("--smoothing", type=float, default=DEFAULT_SMOOTHING,
                        help=f"seconds of centred smoothing of emotion probabilities; 0 = none (default: {DEFAULT_SMOOTHING:g})")
-    video.add_argument("--max-duration", type=float, default=DEFAULT_MAX_DURATION,
-                       help=f"refuse longer clips, in seconds; 0 = no limit (default: {DEFAULT_MAX_DURATION:g})")
+    video.add_argument("--max-duration", type=float,
+                       help="refuse longer clips, in seconds; 0 = no limit "
+                       f"(default: ${ENVIRONMENT['max_clip_seconds']}, else 60)")
     model_options(video)
     flip_option(video)
     video.set_defaults(handler=_video_command)
@@ -429,10 +421,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .errors import FaceMTLInputError
+    from .limits import current_limits
+
     args = build_parser().parse_args(argv)
     try:
+        try:
+            current_limits()
+        except ValueError as error:  # a FACE_MTL_MAX_* variable that is not a positive number
+            raise CliError(str(error)) from None
         return args.handler(args)
-    except CliError as error:
+    except (CliError, FaceMTLInputError) as error:
         print(f"face-mtl: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -114,9 +114,13 @@ class MTCNNDetector:
             return []
         scale = self._scale_for(images[0])
         prepared = np.stack([self._prepare(image, scale) for image in images])
+        # MTCNN's smallest face is in detector pixels; never below its 12-pixel P-Net window.
+        smallest = max(12, round(self.settings.min_face_size * scale))
+        if min(prepared.shape[1:3]) < smallest:
+            # No face fits (a sliver, or a thumbnail): MTCNN would fail on an empty image pyramid.
+            return [[] for _ in images]
         with self._lock:
-            # MTCNN's smallest face is in detector pixels; never below its 12-pixel P-Net window.
-            self._mtcnn.min_face_size = max(12, round(self.settings.min_face_size * scale))
+            self._mtcnn.min_face_size = smallest
             boxes, scores, points = self._mtcnn.detect(prepared, landmarks=True)
         height, width = images[0].shape[:2]
         # The exact per-axis ratio after rounding the resized size.

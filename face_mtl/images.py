@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import io
+import re
 import struct
+import warnings
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import FaceMTLInputError, ImageLoadError, LimitExceededError
+from .formats import describe_content, is_still_image, pillow_formats, read_head
+from .limits import Limits, check_file_size, check_photo_size, current_limits
+
 ImageInput = Union[str, Path, Image.Image, np.ndarray]
 
-
-class ImageLoadError(ValueError):
-    """An input that is not a readable image; the message names the input and the problem."""
+__all__ = ["ImageInput", "ImageLoadError", "array_to_rgb", "load_image", "pil_to_rgb"]
 
 
 def _sixteen_bit_to_8(image: Image.Image) -> Image.Image:
@@ -28,7 +31,10 @@ def _sixteen_bit_to_8(image: Image.Image) -> Image.Image:
 
 def pil_to_rgb(image: Image.Image) -> Image.Image:
     """Apply EXIF orientation and convert any PIL mode (L, LA, P, RGBA, CMYK, I;16...) to RGB."""
-    image = ImageOps.exif_transpose(image)
+    try:
+        image = ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error, ZeroDivisionError):
+        pass  # unreadable EXIF: the pixels as stored are still the photo
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         image = _sixteen_bit_to_8(image)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
@@ -46,7 +52,7 @@ def array_to_rgb(array: np.ndarray, name: str = "array") -> np.ndarray:
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4) or 0 in array.shape:
-        raise ImageLoadError(f"{name}: expected an HxW or HxWx3 image array, got shape {array.shape}")
+        raise ImageLoadError(name, f"expected an HxW or HxWx3 image array, got shape {array.shape}")
     if array.dtype != np.uint8:
         if array.dtype.kind == "f":
             array = np.clip(array * 255.0 if array.max() <= 1.0 else array, 0, 255)
@@ -61,46 +67,102 @@ def array_to_rgb(array: np.ndarray, name: str = "array") -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def load_image(image: ImageInput) -> np.ndarray:
+def _decompression_bomb(source: Path, error: Exception, limits: Limits) -> LimitExceededError:
+    # Pillow refuses images over twice Image.MAX_IMAGE_PIXELS at open, before we see the size.
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    size = f"{int(found.group(1)) / 1e6:.0f} megapixels" if found else "far too many pixels"
+    return LimitExceededError(
+        source, f"the photo has {size}, more than the {limits.max_pixels / 1e6:g} megapixel limit; resize it first"
+    )
+
+
+def _unreadable(path: Path) -> ImageLoadError:
+    try:
+        kind = describe_content(read_head(path))
+    except OSError:
+        kind = None
+    if kind is None:
+        return ImageLoadError(path, "not an image (unrecognised format); use a JPEG, PNG or WebP photo")
+    if is_still_image(kind):
+        return ImageLoadError(path, f"not an image that can be read: {kind} that is corrupt or incomplete")
+    if "HEIC" in kind or "AVIF" in kind:
+        return ImageLoadError(path, f"not an image that can be read here: {kind}; save it as JPEG or PNG")
+    if "video" in kind:
+        return ImageLoadError(path, f"not an image: {kind}; analyse it as a clip")
+    return ImageLoadError(path, f"not an image: {kind}; use a JPEG, PNG or WebP photo")
+
+
+def _decode(path: Path, limits: Limits) -> np.ndarray:
+    with Image.open(path, formats=pillow_formats()) as opened:
+        check_photo_size(path, opened.width, opened.height, limits)  # before decoding
+        if getattr(opened, "is_animated", False) and opened.format != "MPO":
+            raise ImageLoadError(
+                path,
+                f"an animated or multi-page {opened.format} image; save the frame you want "
+                "as a photo, or analyse it as a clip",
+            )
+        opened.load()
+        try:
+            return np.asarray(pil_to_rgb(opened))
+        except ValueError:  # e.g. LAB or HSV TIFFs, which Pillow cannot turn into RGB
+            raise ImageLoadError(
+                path, f"colour mode {opened.mode} cannot be read; save it as an RGB JPEG or PNG"
+            ) from None
+
+
+def load_image(image: ImageInput, limits: Limits | None = None) -> np.ndarray:
     """Read a path, PIL image or array as an HxWx3 uint8 RGB array (EXIF orientation applied).
 
-    Raises ImageLoadError, naming the file, for missing, empty, corrupt or non-image files.
+    Files are read by their content (``face_mtl.formats.PHOTO_FORMATS``), whatever their
+    name. Raises ImageLoadError, naming the file, for missing, empty, truncated or non-image
+    files and animated images, and LimitExceededError for photos outside ``limits`` (default:
+    ``current_limits()``): a file too large, too many pixels (checked before decoding), or too
+    few to hold a face.
     """
+    limits = limits or current_limits()
     if isinstance(image, np.ndarray):
-        return array_to_rgb(image)
+        rgb = array_to_rgb(image)  # checks the shape first
+        check_photo_size(None, rgb.shape[1], rgb.shape[0], limits)
+        return rgb
     if isinstance(image, Image.Image):
+        check_photo_size(None, image.width, image.height, limits)
         return np.asarray(pil_to_rgb(image))
     if not isinstance(image, (str, Path)):
-        raise ImageLoadError(f"unsupported image input of type {type(image).__name__}")
+        raise ImageLoadError(None, f"unsupported image input of type {type(image).__name__}")
     path = Path(image)
     if not path.exists():
-        raise ImageLoadError(f"{path}: no such file")
+        raise ImageLoadError(path, "no such file")
     if path.is_dir():
-        raise ImageLoadError(f"{path}: is a directory, not an image")
+        raise ImageLoadError(path, "is a directory, not an image")
     if path.stat().st_size == 0:
-        raise ImageLoadError(f"{path}: empty file")
-    return _decode(path, str(path))
-
-
-def decode_image(data: bytes, name: str) -> np.ndarray:
-    """Decode an encoded image file's bytes (JPEG, PNG, ...) as load_image reads the file.
-
-    ``name`` (usually the file's path) starts every ImageLoadError message, so errors read
-    the same as load_image's for the same file.
-    """
-    if len(data) == 0:
-        raise ImageLoadError(f"{name}: empty file")
-    return _decode(io.BytesIO(data), name)
-
-
-def _decode(source: Path | io.BytesIO, name: str) -> np.ndarray:
+        raise ImageLoadError(path, "empty file")
+    check_file_size(path, limits)
     try:
-        with Image.open(source) as opened:
-            opened.load()
-            return np.asarray(pil_to_rgb(opened))
+        # Pillow warns about odd but readable files (corrupt EXIF, large images): not the user's concern.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _decode(path, limits)
     except UnidentifiedImageError:
-        raise ImageLoadError(f"{name}: not an image (unrecognised format)") from None
+        raise _unreadable(path) from None
     except Image.DecompressionBombError as error:
-        raise ImageLoadError(f"{name}: image too large ({error})") from None
+        raise _decompression_bomb(path, error, limits) from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as error:
-        raise ImageLoadError(f"{name}: corrupt or truncated image ({error})") from None
+        if isinstance(error, FaceMTLInputError):
+            raise
+        raise ImageLoadError(path, f"corrupt or truncated image ({error})") from None
+
+
+def decode_image(data: bytes, name: str, limits: Limits | None = None) -> np.ndarray:
+    """Decode an encoded image file's bytes (JPEG, PNG, ...) exactly as load_image reads the
+    file: the same checks and limits, and errors that name ``name`` (usually the file's path)."""
+    import tempfile
+
+    # Through a private temporary file: content sniffing, size limits and messages then come
+    # from the one reader every other input goes through.
+    with tempfile.TemporaryDirectory(prefix="face_mtl_") as folder:
+        path = Path(folder) / "image"
+        path.write_bytes(data)
+        try:
+            return load_image(path, limits)
+        except FaceMTLInputError as error:
+            raise type(error)(name, error.problem) from None

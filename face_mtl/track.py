@@ -1,9 +1,13 @@
 """Tracking faces across sampled video frames and smoothing per-frame outputs over time.
 
 Pure functions over plain values: no decoding, no model. A track links the sightings of one
-person; links come from box overlap (with a constant-velocity guess of where the box went)
-together with the cosine similarity of identity embeddings, so that two people who cross
-keep their identities and a person who leaves and comes back gets their old track back.
+person. Motion decides first: a sighting whose box overlaps where a recently seen track's box
+was heading (a constant-velocity guess) continues that track, whatever the identity embedding
+says, because a weak embedding drifts with expression, blur and hands over the face while the
+box plainly goes on. The embedding has two jobs only: among several motion links it helps pick
+who is who (two people crossing), and it re-identifies a person who comes back after a gap or
+jumps too far for the boxes to meet. Each frame's links are chosen together (the assignment of
+largest total score, ``scipy.optimize.linear_sum_assignment``), not one at a time.
 """
 
 from __future__ import annotations
@@ -13,8 +17,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from .types import Box
+
+# A track's appearance is the mean of its last few embeddings: steadier than one frame across
+# blur, yet it follows the slow drift of a face's embedding with expression and pose.
+APPEARANCE_SIGHTINGS = 8
+# Every motion link scores above this; re-identifications score their similarity (<= 1), so a
+# box that goes on always outranks a re-identification.
+MOTION_BASE = 2.0
 
 
 @dataclass(frozen=True)
@@ -23,15 +35,16 @@ class TrackSettings:
 
     ``max_gap``: seconds after which a track's box no longer predicts where the face is; past
     it only the embedding can link (re-identification). ``min_iou``: overlap of the predicted
-    and the new box for a motion link. ``min_similarity``: embedding cosine similarity a
-    motion link still needs (vetoes swaps between overlapping people). ``reid_similarity``:
-    similarity that links on its own, whatever the boxes. ``min_duration``: seconds of
-    sightings (count / sampling rate) a track needs to be kept; ``min_sightings`` likewise.
+    and the new box that continues a track (a motion link, never refused for the embedding's
+    sake). ``embedding_weight``: how much embedding similarity counts, beside box overlap, when
+    motion links compete (people crossing). ``reid_similarity``: cosine similarity of
+    embeddings that links without motion. ``min_duration``: seconds of sightings (count /
+    sampling rate) a track needs to be kept; ``min_sightings`` likewise.
     """
 
     max_gap: float = 1.0
     min_iou: float = 0.2
-    min_similarity: float = 0.3
+    embedding_weight: float = 0.5
     reid_similarity: float = 0.7
     min_duration: float = 0.5
     min_sightings: int = 2
@@ -39,10 +52,12 @@ class TrackSettings:
     def __post_init__(self) -> None:
         if self.max_gap < 0 or self.min_duration < 0 or self.min_sightings < 1:
             raise ValueError("max_gap and min_duration must be >= 0 and min_sightings >= 1")
-        if not 0.0 <= self.min_iou <= 1.0:
-            raise ValueError(f"min_iou must be in 0..1, got {self.min_iou}")
-        if not -1.0 <= self.min_similarity <= self.reid_similarity <= 1.0:
-            raise ValueError("need -1 <= min_similarity <= reid_similarity <= 1")
+        if not 0.0 < self.min_iou <= 1.0:
+            raise ValueError(f"min_iou must be in (0, 1], got {self.min_iou}")
+        if self.embedding_weight < 0:
+            raise ValueError(f"embedding_weight must be >= 0, got {self.embedding_weight}")
+        if not 0.0 < self.reid_similarity <= 1.0:
+            raise ValueError(f"reid_similarity must be in (0, 1], got {self.reid_similarity}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,16 +94,15 @@ class _Track:
 
     def __init__(self, sighting: Sighting) -> None:
         self.sightings = [sighting]
-        self.embedding_sum = _unit(sighting.embedding)
         self.velocity = (0.0, 0.0)  # box centre, pixels per second
 
     @property
     def last(self) -> Sighting:
         return self.sightings[-1]
 
-    def prototype(self) -> np.ndarray:
-        # The mean of all its embeddings: steadier than the last one across poses and blur.
-        return _unit(self.embedding_sum)
+    def appearance(self) -> np.ndarray:
+        recent = self.sightings[-APPEARANCE_SIGHTINGS:]
+        return _unit(np.sum([_unit(s.embedding) for s in recent], axis=0))
 
     def predicted_box(self, t: float) -> Box:
         dt = t - self.last.t
@@ -107,21 +121,25 @@ class _Track:
         else:
             self.velocity = (0.0, 0.0)
         self.sightings.append(sighting)
-        self.embedding_sum = self.embedding_sum + _unit(sighting.embedding)
 
 
-def _link_score(track: _Track, sighting: Sighting, settings: TrackSettings) -> float | None:
-    """Higher is a better link; None when the two must not be linked."""
-    similarity = float(track.prototype() @ _unit(sighting.embedding))
-    gap = sighting.t - track.last.t
-    if gap <= settings.max_gap:
-        overlap = iou(track.predicted_box(sighting.t), sighting.box)
-        if overlap >= settings.min_iou and similarity >= settings.min_similarity:
-            # A motion link outranks a pure re-identification of the same similarity.
-            return 1.0 + overlap + similarity
-    if similarity >= settings.reid_similarity:
-        return similarity
-    return None
+def link_score(
+    track_box: Box | None, appearance: np.ndarray, sighting: Sighting, settings: TrackSettings
+) -> float:
+    """How well a sighting continues a track: 0 for no link, a re-identification scores its
+    embedding similarity (reid_similarity..1), a motion link more than MOTION_BASE.
+
+    ``track_box``: where the track's box is predicted at the sighting's time, or None when
+    the track was last seen more than ``max_gap`` ago. ``appearance``: the track's unit
+    embedding.
+    """
+    similarity = float(appearance @ _unit(sighting.embedding))
+    if track_box is not None:
+        overlap = iou(track_box, sighting.box)
+        if overlap >= settings.min_iou:
+            # Similarity only ranks competing motion links; it cannot refuse one.
+            return MOTION_BASE + overlap + settings.embedding_weight * (1.0 + similarity)
+    return similarity if similarity >= settings.reid_similarity else 0.0
 
 
 def link_sightings(
@@ -129,32 +147,32 @@ def link_sightings(
 ) -> list[list[Sighting]]:
     """Group the sightings of consecutive sampled frames into tracks, one per person.
 
-    ``frames``: per sampled frame (in time order), its sightings. Each frame assigns its
-    sightings greedily, best link first, at most one per track; a sighting without an
-    acceptable link starts a new track. Returns every track (short ones included) as a list
-    of sightings in time order, tracks ordered by first appearance.
+    ``frames``: per sampled frame (in time order), its sightings. In each frame every pair of
+    (track, sighting) is scored by ``link_score`` and the links of largest total score are
+    made at once, at most one per track and per sighting; a sighting without a link starts a
+    new track. Returns every track (short ones included) as a list of sightings in time
+    order, tracks ordered by first appearance.
     """
     settings = settings or TrackSettings()
     tracks: list[_Track] = []
     for sightings in frames:
-        candidates = []
+        if not sightings:
+            continue
+        t = sightings[0].t
+        scores = np.zeros((len(tracks), len(sightings)))
         for ti, track in enumerate(tracks):
+            box = track.predicted_box(t) if t - track.last.t <= settings.max_gap else None
+            appearance = track.appearance()
             for si, sighting in enumerate(sightings):
-                score = _link_score(track, sighting, settings)
-                if score is not None:
-                    candidates.append((score, ti, si))
-        candidates.sort(key=lambda c: c[0], reverse=True)
-        used_tracks: set[int] = set()
-        used_sightings: set[int] = set()
-        for _, ti, si in candidates:
-            if ti in used_tracks or si in used_sightings:
-                continue
-            tracks[ti].add(sightings[si], settings.max_gap)
-            used_tracks.add(ti)
-            used_sightings.add(si)
-        for si, sighting in enumerate(sightings):
-            if si not in used_sightings:
-                tracks.append(_Track(sighting))
+                scores[ti, si] = link_score(box, appearance, sighting, settings)
+        linked: set[int] = set()
+        if tracks:
+            # Pairs scored 0 are not links: assigning them costs nothing and they are dropped.
+            for ti, si in zip(*linear_sum_assignment(scores, maximize=True)):
+                if scores[ti, si] > 0:
+                    tracks[ti].add(sightings[si], settings.max_gap)
+                    linked.add(int(si))
+        tracks.extend(_Track(s) for si, s in enumerate(sightings) if si not in linked)
     return [track.sightings for track in tracks]
 
 

@@ -1,10 +1,12 @@
 """Result objects: one frozen ``Face`` per detected face or per crop; ``Comparison`` and
-``Match`` for identity questions about faces."""
+``Match`` for identity questions about faces; a clip's ``VideoResult`` with one
+``TrackResult`` per person."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -139,3 +141,105 @@ class Match:
             "same_person": bool(self.same_person),
             "threshold": round(float(self.threshold), 6),
         }
+
+
+@dataclass(frozen=True, eq=False)
+class TrackResult:
+    """One person over time.
+
+    ``times``: (N,) seconds of the sampled frames where they were seen. ``boxes``: (N, 4)
+    (x1, y1, x2, y2) in pixels of the clip. ``emotions``: (N, K) probabilities smoothed over
+    time (rows sum to 1), ``raw_emotions`` the network's per-frame probabilities, columns in
+    the order of ``VideoResult.labels``. ``summary``: see ``summarize_track``.
+    """
+
+    id: int
+    times: np.ndarray
+    boxes: np.ndarray
+    emotions: np.ndarray
+    raw_emotions: np.ndarray
+    summary: dict[str, Any]
+
+    def frames(self, labels: Sequence[str]) -> list[dict[str, Any]]:
+        return [
+            {
+                "t": round(float(t), 3),
+                "box": [round(float(v), 1) for v in box],
+                "emotions": {label: round(float(p), 4) for label, p in zip(labels, row)},
+            }
+            for t, box, row in zip(self.times, self.boxes, self.emotions)
+        ]
+
+
+@dataclass(frozen=True, eq=False)
+class VideoResult:
+    """Everything found in a clip: one ``TrackResult`` per person, in order of appearance.
+
+    ``fps`` is the sampling rate actually used (frames analysed per second of clip),
+    ``frames`` the number of sampled frames, ``faces`` the number of faces analysed (tracks
+    too short to keep included), ``timings`` seconds spent per stage.
+    """
+
+    path: str
+    duration: float
+    fps: float
+    width: int
+    height: int
+    labels: tuple[str, ...]
+    frames: int
+    faces: int
+    tracks: tuple[TrackResult, ...]
+    summary: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable: duration (s), fps (sampling rate), tracks (timelines and
+        per-person summaries) and the clip's summary."""
+        return {
+            "duration": round(self.duration, 3),
+            "fps": round(self.fps, 3),
+            "tracks": [
+                {"id": track.id, "frames": track.frames(self.labels), "summary": track.summary}
+                for track in self.tracks
+            ],
+            "summary": self.summary,
+        }
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat row per person per sampled frame (for CSV): smoothed probabilities."""
+        rows = []
+        for track in self.tracks:
+            for t, box, row in zip(track.times, track.boxes, track.emotions):
+                entry: dict[str, Any] = {"person": track.id, "t": round(float(t), 3)}
+                entry.update({k: round(float(v), 1) for k, v in zip(("x1", "y1", "x2", "y2"), box)})
+                entry["emotion"] = self.labels[int(np.argmax(row))]
+                entry.update({label: round(float(p), 4) for label, p in zip(self.labels, row)})
+                rows.append(entry)
+        return rows
+
+    def describe(self) -> str:
+        """Readable text: the clip, then one paragraph per person."""
+        head = (
+            f"{Path(self.path).name}: {self.duration:.1f} s, {self.width}x{self.height}, "
+            f"sampled at {self.fps:g} fps ({self.frames} frames)"
+        )
+        if not self.tracks:
+            return f"{head}: {self.summary['message']}"
+        people = len(self.tracks)
+        lines = [f"{head}: {people} {'person' if people == 1 else 'people'}"]
+        for track in self.tracks:
+            s = track.summary
+            shares = ", ".join(
+                f"{label} {share:.0%}" for label, share in s["emotion_share"].items() if share >= 0.005
+            )
+            lines += [
+                "",
+                f"Person {track.id}: seen {s['first_seen']:.1f}-{s['last_seen']:.1f} s ({s['frames']} frames)",
+                f"  mostly {s['dominant_emotion']} ({s['emotion_share'][s['dominant_emotion']]:.0%} of the time); "
+                f"clip-level emotion {s['video_emotion']} "
+                f"(mean {s['emotion_mean'][s['video_emotion']]:.2f} ± {s['emotion_std'][s['video_emotion']]:.2f})",
+                f"  time share: {shares}",
+                f"  age {s['age']:.0f}, {s['gender']} ({s['genders'][s['gender']]:.2f}), "
+                f"{s['ethnicity']} ({s['ethnicities'][s['ethnicity']]:.2f})",
+            ]
+        return "\n".join(lines)

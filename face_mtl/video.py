@@ -9,21 +9,26 @@ same tight crops as photos. Tracking and smoothing are the pure functions of ``t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .crop import crop_face
+from .errors import LimitExceededError, VideoLoadError
+from .formats import CLIP_DEMUXERS, describe_content, is_still_image, read_head
+from .limits import Limits, check_clip, check_file_size, current_limits
+from .render.video import annotate_frame
 from .track import Sighting, TrackSettings, keep_long_tracks, link_sightings, smooth_over_time
-from .types import Detection, Face
+from .types import Detection, Face, TrackResult, VideoResult
 
 if TYPE_CHECKING:
     from .analyzer import FaceAnalyzer
@@ -33,8 +38,8 @@ if TYPE_CHECKING:
 # so 4 frames a second analyse a 20 s clip in 0.5-1x its duration even on one busy core.
 # Expressions last a second or more, so 4 samples a second still catch each one several times.
 DEFAULT_FPS = 4.0
-# Clips longer than this are refused before any work (the app's and CLI's limit).
-DEFAULT_MAX_DURATION = 60.0
+# The default clip length limit (face_mtl.limits has the one in force).
+DEFAULT_MAX_DURATION = Limits().max_clip_seconds
 # Seconds of the centred moving average over per-frame emotion probabilities.
 DEFAULT_SMOOTHING = 1.0
 # Frames per detect_batch call: big enough to batch the network's input, small enough
@@ -50,8 +55,22 @@ ANNOTATED_MAX_SIDE = 1280
 ProgressCallback = Callable[[int, int], None]
 
 
-class VideoError(Exception):
-    """Input that cannot be analysed as a video; the message is one line naming the problem."""
+# The name this error had before all input errors became one family (face_mtl.errors).
+VideoError = VideoLoadError
+
+__all__ = [
+    "TrackResult",
+    "VideoError",
+    "VideoInfo",
+    "VideoLoadError",
+    "VideoResult",
+    "analyze_video",
+    "check_duration",
+    "check_limits",
+    "probe_video",
+    "read_frames",
+    "write_annotated_video",
+]
 
 
 @dataclass(frozen=True)
@@ -66,108 +85,7 @@ class VideoInfo:
     height: int
     codec: str
     has_audio: bool
-
-
-@dataclass(frozen=True, eq=False)
-class TrackResult:
-    """One person over time.
-
-    ``times``: (N,) seconds of the sampled frames where they were seen. ``boxes``: (N, 4)
-    (x1, y1, x2, y2) in pixels of the clip. ``emotions``: (N, K) probabilities smoothed over
-    time (rows sum to 1), ``raw_emotions`` the network's per-frame probabilities, columns in
-    the order of ``VideoResult.labels``. ``summary``: see ``summarize_track``.
-    """
-
-    id: int
-    times: np.ndarray
-    boxes: np.ndarray
-    emotions: np.ndarray
-    raw_emotions: np.ndarray
-    summary: dict[str, Any]
-
-    def frames(self, labels: Sequence[str]) -> list[dict[str, Any]]:
-        return [
-            {
-                "t": round(float(t), 3),
-                "box": [round(float(v), 1) for v in box],
-                "emotions": {label: round(float(p), 4) for label, p in zip(labels, row)},
-            }
-            for t, box, row in zip(self.times, self.boxes, self.emotions)
-        ]
-
-
-@dataclass(frozen=True, eq=False)
-class VideoResult:
-    """Everything found in a clip: one ``TrackResult`` per person, in order of appearance.
-
-    ``fps`` is the sampling rate actually used (frames analysed per second of clip),
-    ``frames`` the number of sampled frames, ``faces`` the number of faces analysed (tracks
-    too short to keep included), ``timings`` seconds spent per stage.
-    """
-
-    path: str
-    duration: float
-    fps: float
-    width: int
-    height: int
-    labels: tuple[str, ...]
-    frames: int
-    faces: int
-    tracks: tuple[TrackResult, ...]
-    summary: dict[str, Any]
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable: duration (s), fps (sampling rate), tracks (timelines and
-        per-person summaries) and the clip's summary."""
-        return {
-            "duration": round(self.duration, 3),
-            "fps": round(self.fps, 3),
-            "tracks": [
-                {"id": track.id, "frames": track.frames(self.labels), "summary": track.summary}
-                for track in self.tracks
-            ],
-            "summary": self.summary,
-        }
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One flat row per person per sampled frame (for CSV): smoothed probabilities."""
-        rows = []
-        for track in self.tracks:
-            for t, box, row in zip(track.times, track.boxes, track.emotions):
-                entry: dict[str, Any] = {"person": track.id, "t": round(float(t), 3)}
-                entry.update({k: round(float(v), 1) for k, v in zip(("x1", "y1", "x2", "y2"), box)})
-                entry["emotion"] = self.labels[int(np.argmax(row))]
-                entry.update({label: round(float(p), 4) for label, p in zip(self.labels, row)})
-                rows.append(entry)
-        return rows
-
-    def describe(self) -> str:
-        """Readable text: the clip, then one paragraph per person."""
-        head = (
-            f"{Path(self.path).name}: {self.duration:.1f} s, {self.width}x{self.height}, "
-            f"sampled at {self.fps:g} fps ({self.frames} frames)"
-        )
-        if not self.tracks:
-            return f"{head}: {self.summary['message']}"
-        people = len(self.tracks)
-        lines = [f"{head}: {people} {'person' if people == 1 else 'people'}"]
-        for track in self.tracks:
-            s = track.summary
-            shares = ", ".join(
-                f"{label} {share:.0%}" for label, share in s["emotion_share"].items() if share >= 0.005
-            )
-            lines += [
-                "",
-                f"Person {track.id}: seen {s['first_seen']:.1f}-{s['last_seen']:.1f} s ({s['frames']} frames)",
-                f"  mostly {s['dominant_emotion']} ({s['emotion_share'][s['dominant_emotion']]:.0%} of the time); "
-                f"clip-level emotion {s['video_emotion']} "
-                f"(mean {s['emotion_mean'][s['video_emotion']]:.2f} ± {s['emotion_std'][s['video_emotion']]:.2f})",
-                f"  time share: {shares}",
-                f"  age {s['age']:.0f}, {s['gender']} ({s['genders'][s['gender']]:.2f}), "
-                f"{s['ethnicity']} ({s['ethnicities'][s['ethnicity']]:.2f})",
-            ]
-        return "\n".join(lines)
+    frames: int = 0  # duration x fps, as ffmpeg estimates it
 
 
 # ---------------------------------------------------------------------------- probing
@@ -191,50 +109,77 @@ _ROTATION = re.compile(r"(?:rotation of|rotate\s*:)\s*(-?\d+(?:\.\d+)?)")
 _PARSE_ERRORS = (OSError, ValueError, IndexError, KeyError, AttributeError, TypeError)
 
 
-def _ffmpeg_report(path: Path, decode: bool) -> str:
-    """What ``ffmpeg -i`` says about a file (stderr text); ``decode`` reads it to the end."""
-    command = [_ffmpeg(), "-hide_banner", "-nostdin", "-i", str(path)] + (
-        ["-f", "null", "-"] if decode else []
+def _input_arguments(path: str | Path) -> list[str]:
+    """ffmpeg's input options for an uploaded file: the local file only (the "file:" protocol,
+    so a name like "concat:..." means nothing), opened only by the demuxers we accept."""
+    return ["-protocol_whitelist", "file", "-format_whitelist", CLIP_DEMUXERS, "-i", f"file:{Path(path).resolve()}"]
+
+
+def _ffmpeg_report(path: Path, demux: bool) -> str:
+    """What ``ffmpeg -i`` says about a file (stderr text); ``demux`` reads its video packets to
+    the end (no decoding), for files whose header gives no duration."""
+    command = [_ffmpeg(), "-hide_banner", "-nostdin", *_input_arguments(path)] + (
+        ["-map", "0:v:0", "-c", "copy", "-f", "null", "-"] if demux else []
     )
     return subprocess.run(
         command, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace"
     ).stderr
 
 
-def _parse_report(report: str, path: Path, decode: bool) -> dict[str, Any]:
+def _parse_report(report: str, path: Path, demux: bool) -> dict[str, Any]:
     from moviepy.video.io.ffmpeg_reader import FFmpegInfosParser
 
-    return FFmpegInfosParser(report, str(path), decode_file=decode).parse()
+    return FFmpegInfosParser(report, str(path), decode_file=demux).parse()
 
 
-def probe_video(path: str | Path) -> VideoInfo:
-    """Read a clip's header (ffmpeg reads the whole file only when the header has no
-    duration). Raises VideoError for anything that is not a video of at least two frames:
-    missing or empty files, images, audio, text."""
+def _not_a_video(path: Path) -> VideoLoadError:
+    try:
+        kind = describe_content(read_head(path))
+    except OSError:
+        kind = None
+    if is_still_image(kind):
+        return VideoLoadError(path, f"not a video: {kind}; analyse it as a photo")
+    if kind is None or "video" in kind:
+        return VideoLoadError(path, "not a video file that can be read (damaged, incomplete or an unsupported format)")
+    return VideoLoadError(path, f"not a video: {kind}")
+
+
+def probe_video(path: str | Path, limits: Limits | None = None) -> VideoInfo:
+    """Read a clip's header (ffmpeg reads the file's packets only when the header has no
+    duration). Raises VideoLoadError for anything that is not a video of at least two frames
+    (missing or empty files, photos, audio, text, unsupported containers) and
+    LimitExceededError for a file larger than ``limits.max_upload_mb`` (default:
+    ``current_limits()``). The clip's own limits are ``check_limits``'s."""
+    limits = limits or current_limits()
     path = Path(path)
     if not path.exists():
-        raise VideoError(f"{path}: no such file")
+        raise VideoLoadError(path, "no such file")
     if path.is_dir():
-        raise VideoError(f"{path}: is a directory, not a video")
+        raise VideoLoadError(path, "is a directory, not a video")
     if path.stat().st_size == 0:
-        raise VideoError(f"{path}: empty file")
-    report = _ffmpeg_report(path, decode=False)
+        raise VideoLoadError(path, "empty file")
+    check_file_size(path, limits)
+    report = _ffmpeg_report(path, demux=False)
+    if not re.search(r"^Input #0", report, re.MULTILINE):
+        raise _not_a_video(path)
+    if not re.search(r"^\s*Stream #\S+.*: Video:", report, re.MULTILINE):
+        kind = "an audio file" if re.search(r": Audio:", report) else "a file without any video stream"
+        raise VideoLoadError(path, f"no video stream: {kind}, not a video")
     try:
-        infos = _parse_report(report, path, decode=False)
+        infos = _parse_report(report, path, demux=False)
     except _PARSE_ERRORS:
         try:
-            # Streamed webm (browser recordings) may carry no duration: read the file for it.
-            infos = _parse_report(_ffmpeg_report(path, decode=True), path, decode=True)
+            # Streamed webm (browser recordings) may carry no duration: read the packets for it.
+            infos = _parse_report(_ffmpeg_report(path, demux=True), path, demux=True)
         except _PARSE_ERRORS:
-            raise VideoError(f"{path}: not a video file ffmpeg can read") from None
-    if not infos.get("video_found"):
-        raise VideoError(f"{path}: no video stream (not a video file)")
+            infos = {}
     size = infos.get("video_size") or [0, 0]
     duration = float(infos.get("duration") or 0.0)
     if duration <= 0 or not all(size):
-        raise VideoError(f"{path}: no video frames")
-    if int(infos.get("video_n_frames") or 0) <= 1:
-        raise VideoError(f"{path}: a single image, not a video")
+        raise VideoLoadError(path, "no video frames: the clip's video stream is empty or cannot be read")
+    frames = int(infos.get("video_n_frames") or 0)
+    if frames <= 1:
+        raise VideoLoadError(path, "a single image, not a video; analyse it as a photo")
     width, height = (int(v) for v in size)
     rotation = _ROTATION.search(report)
     if rotation and round(abs(float(rotation.group(1)))) % 180 == 90:
@@ -247,15 +192,25 @@ def probe_video(path: str | Path) -> VideoInfo:
         height=height,
         codec=str(infos.get("video_codec_name") or "unknown"),
         has_audio=bool(infos.get("audio_found")),
+        frames=frames,
+    )
+
+
+def check_limits(info: VideoInfo, limits: Limits | None = None) -> None:
+    """LimitExceededError when the clip is longer, has more frames or larger frames than
+    ``limits`` allow (default: ``current_limits()``)."""
+    limits = limits or current_limits()
+    check_clip(
+        info.path, duration=info.duration, frames=info.frames, width=info.width, height=info.height, limits=limits
     )
 
 
 def check_duration(info: VideoInfo, max_duration: float | None) -> None:
-    """Raise VideoError when the clip is longer than ``max_duration`` seconds (None: no limit)."""
+    """LimitExceededError when the clip is longer than ``max_duration`` seconds (None: no limit)."""
     if max_duration is not None and info.duration > max_duration:
-        raise VideoError(
-            f"{Path(info.path).name}: the clip lasts {info.duration:.1f} s, longer than the "
-            f"{max_duration:g} s limit; trim it first"
+        raise LimitExceededError(
+            info.path,
+            f"the clip lasts {info.duration:.1f} s, longer than the {max_duration:g} s limit; trim it first",
         )
 
 
@@ -263,7 +218,7 @@ def sampling_rate(fps: float | None, info: VideoInfo) -> float:
     """Frames per second to analyse: ``fps`` (default DEFAULT_FPS), never above the clip's own."""
     rate = DEFAULT_FPS if fps is None else float(fps)
     if not math.isfinite(rate) or rate <= 0:
-        raise VideoError(f"fps must be a positive number, got {fps}")
+        raise VideoLoadError(None, f"fps must be a positive number, got {fps}")
     return min(rate, info.fps) if info.fps > 0 else rate
 
 
@@ -278,12 +233,12 @@ def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 
 def read_frames(info: VideoInfo, fps: float | None, size: tuple[int, int]) -> Iterator[np.ndarray]:
     """Yield HxWx3 uint8 RGB frames of ``size`` (width, height): the frame shown at each time
-    k / ``fps`` seconds (every frame when ``fps`` is None). Raises VideoError when ffmpeg
+    k / ``fps`` seconds (every frame when ``fps`` is None). Raises VideoLoadError when ffmpeg
     cannot decode the stream, or when it yields no frame at all."""
     width, height = size
     filters = ([f"fps={fps:.6g}"] if fps else []) + [f"scale={width}:{height}:flags=area"]
     command = [
-        _ffmpeg(), "-nostdin", "-v", "error", "-i", info.path, "-map", "0:v:0", "-an", "-sn", "-dn",
+        _ffmpeg(), "-nostdin", "-v", "error", *_input_arguments(info.path), "-map", "0:v:0", "-an", "-sn", "-dn",
         "-vf", ",".join(filters), "-pix_fmt", "rgb24", "-f", "rawvideo", "-",
     ]  # fmt: skip
     frame_bytes = width * height * 3
@@ -312,7 +267,7 @@ def read_frames(info: VideoInfo, fps: float | None, size: tuple[int, int]) -> It
         if count == 0:
             log.seek(0)
             reason = _last_line(log.read().decode("utf-8", errors="replace")) if code else "no frames decoded"
-            raise VideoError(f"{Path(info.path).name}: cannot decode the {info.codec} video ({reason})")
+            raise VideoLoadError(info.path, f"cannot decode the {info.codec} video ({reason})")
 
 
 def _chunks(frames: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
@@ -421,7 +376,8 @@ def analyze_video(
     fps: float | None = None,
     *,
     smoothing: float = DEFAULT_SMOOTHING,
-    max_duration: float | None = DEFAULT_MAX_DURATION,
+    max_duration: float | None = None,
+    limits: Limits | None = None,
     tracking: TrackSettings | None = None,
     chunk_frames: int = CHUNK_FRAMES,
     progress: ProgressCallback | None = None,
@@ -430,13 +386,19 @@ def analyze_video(
 
     ``fps``: frames analysed per second of clip (default DEFAULT_FPS, capped at the clip's
     rate). ``smoothing``: seconds of the centred moving average over each person's emotion
-    probabilities (0: none). ``max_duration``: longer clips raise VideoError before any work
-    (None: no limit). ``progress(done, total)`` is called after each group of frames, in
-    sampled frames (total is an estimate from the duration); without it a tqdm bar shows on
-    terminals. Raises VideoError for input that is not a readable video.
+    probabilities (0: none). ``limits``: clips longer, with more frames or larger frames than
+    these raise LimitExceededError before any work (default: the analyzer's, else
+    ``current_limits()``);
+    ``max_duration`` (seconds) replaces their ``max_clip_seconds`` (``math.inf``: no limit).
+    ``progress(done, total)`` is called after each group of frames, in sampled frames (total
+    is an estimate from the duration); without it a tqdm bar shows on terminals. Raises
+    VideoLoadError for input that is not a readable video.
     """
-    info = probe_video(path)
-    check_duration(info, max_duration)
+    limits = limits or getattr(analyzer, "limits", None) or current_limits()
+    if max_duration is not None:
+        limits = dataclasses.replace(limits, max_clip_seconds=max_duration)
+    info = probe_video(path, limits)
+    check_limits(info, limits)
     rate = sampling_rate(fps, info)
     tracking = tracking or TrackSettings()
     size = fit_size(info.width, info.height, DECODE_MAX_SIDE)
@@ -540,9 +502,7 @@ def write_annotated_video(
     (yuv420p, even width and height, at most ANNOTATED_MAX_FPS and ANNOTATED_MAX_SIDE), with
     each person's box, id and smoothed emotion, and the clip's audio when it has any.
     ``progress(done, total)`` is called every second of clip, in frames. Returns ``out_path``.
-    Raises VideoError when the clip cannot be read or written."""
-    from .render.video import annotate_frame
-
+    Raises VideoLoadError when the clip cannot be read or written."""
     info = probe_video(path)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -552,7 +512,7 @@ def write_annotated_video(
     command = [
         _ffmpeg(), "-nostdin", "-y", "-v", "error",
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{size[0]}x{size[1]}", "-r", f"{rate:.6g}", "-i", "-",
-        "-i", info.path, "-map", "0:v:0", "-map", "1:a:0?",  # "?": clips without audio too
+        *_input_arguments(info.path), "-map", "0:v:0", "-map", "1:a:0?",  # "?": clips without audio too
         "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
         "-c:a", "aac", "-b:a", "128k", "-shortest", "-movflags", "+faststart", str(out_path),
     ]  # fmt: skip
@@ -572,5 +532,5 @@ def write_annotated_video(
         if code != 0:
             log.seek(0)
             reason = _last_line(log.read().decode("utf-8", errors="replace"))
-            raise VideoError(f"{out_path}: cannot write the annotated video ({reason})")
+            raise VideoLoadError(out_path, f"cannot write the annotated video ({reason})")
     return out_path

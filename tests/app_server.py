@@ -1,11 +1,12 @@
-"""A real ``python app.py`` on a free loopback port, for the browser and API tests.
+"""A real ``python app.py`` on a free loopback port, for the browser, API and load tests.
 
-Import the ``app_server`` fixture into a test module (``from app_server import app_server``).
+conftest.py's session fixture ``app_server`` serves every test module from one server.
 Everything stays offline: analytics off, Hub offline, Gradio's caches under a temporary folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -13,10 +14,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 300  # importing torch and loading two models on a busy 2-core machine
@@ -54,7 +54,7 @@ def _wait_until_up(process: subprocess.Popen, url: str, log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"app.py exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"app.py exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
                 if response.status == 200:
@@ -62,13 +62,14 @@ def _wait_until_up(process: subprocess.Popen, url: str, log: Path) -> None:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(1)
-    pytest.fail(f"app.py did not answer on {url} within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+    process.kill()
+    raise RuntimeError(f"app.py did not answer on {url} within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="module")
-def app_server(tmp_path_factory) -> AppServer:
-    """``python app.py`` serving on a free loopback port for the whole test module."""
-    tmp = tmp_path_factory.mktemp("app_server")
+@contextlib.contextmanager
+def serve_app(tmp: Path, env: dict[str, str] | None = None) -> Iterator[tuple[AppServer, subprocess.Popen]]:
+    """``python app.py`` on a free loopback port, its working directory, caches and log under
+    ``tmp``; ``env`` adds environment variables. Stops it on exit."""
     port = free_port()
     log = tmp / "server.log"
     url = f"http://127.0.0.1:{port}/"
@@ -76,13 +77,13 @@ def app_server(tmp_path_factory) -> AppServer:
         process = subprocess.Popen(
             [sys.executable, str(ROOT / "app.py")],
             cwd=tmp,  # the app must not depend on the working directory
-            env=offline_env(tmp, port),
+            env={**offline_env(tmp, port), **(env or {})},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
     try:
         _wait_until_up(process, url, log)
-        yield AppServer(url=url, log=log)
+        yield AppServer(url=url, log=log), process
     finally:
         process.terminate()
         try:

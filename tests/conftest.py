@@ -1,7 +1,9 @@
-"""Shared fixtures: the example photos and a randomly initialised model in the shipped format."""
+"""Shared fixtures: the example photos, a randomly initialised model in the shipped format, and
+one ``python app.py`` server (with a gradio_client) for every test module that needs one."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +56,33 @@ def random_weights(tmp_path_factory) -> Path:
     config = ModelConfig(backbone="mobilenetv4_conv_small", input_size=96)
     folder = tmp_path_factory.mktemp("random_weights")
     return save_model(FaceMTLNet(config), config, folder)
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """``python app.py`` serving on a free loopback port, shared by the whole session."""
+    from app_server import serve_app
+
+    with serve_app(tmp_path_factory.mktemp("app_server")) as (server, _process):
+        yield server
+
+
+@pytest.fixture(scope="session")
+def client(app_server, tmp_path_factory):
+    """A gradio_client.Client of the session's server (files it downloads go to a temp folder)."""
+    gradio_client = pytest.importorskip("gradio_client")
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # the client reports usage unless told not to
+    return gradio_client.Client(
+        app_server.url,
+        verbose=False,
+        analytics_enabled=False,
+        download_files=str(tmp_path_factory.mktemp("client_downloads")),
+    )
+
+
+@pytest.fixture(scope="session")
+def bad_input_corpus(tmp_path_factory) -> dict[str, Path]:
+    """Every kind of tests/bad_inputs.py written once per session: {kind name: path}."""
+    from bad_inputs import build_corpus
+
+    return build_corpus(tmp_path_factory.mktemp("bad_inputs"))

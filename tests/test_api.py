@@ -3,36 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from app_server import app_server  # noqa: F401  (the shared server fixture)
 from PIL import Image
 
 from face_mtl.config import EMOTIONS
+from face_mtl.limits import current_limits
 from face_mtl.render.photo import TABLE_COLUMNS
-from face_mtl.ui import MAX_FILE_SIZE
 
 gradio_client = pytest.importorskip("gradio_client")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-
-os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # the client reports usage unless told not to
-
-
-@pytest.fixture(scope="module")
-def client(app_server, tmp_path_factory):  # noqa: F811
-    return gradio_client.Client(
-        app_server.url,
-        verbose=False,
-        analytics_enabled=False,
-        download_files=str(tmp_path_factory.mktemp("client_downloads")),
-    )
 
 
 @pytest.mark.parametrize("name, count", [("group.jpg", 4), ("astronaut.png", 1)])
@@ -115,8 +101,8 @@ def test_analyze_video_returns_timeline_table_clip_and_files(client, tmp_path):
     assert Path(json_file).suffix == ".json" and Path(csv_file).suffix == ".csv"
 
 
-def test_uploads_over_the_size_limit_are_refused(app_server, tmp_path):  # noqa: F811
-    limit = int(MAX_FILE_SIZE.removesuffix("mb")) * 1024 * 1024
+def test_uploads_over_the_size_limit_are_refused(app_server, tmp_path):
+    limit = current_limits().max_upload_bytes
     big = tmp_path / "big.jpg"
     with big.open("wb") as out:
         out.truncate(limit + 1024)
@@ -127,7 +113,7 @@ def test_uploads_over_the_size_limit_are_refused(app_server, tmp_path):  # noqa:
     assert response.status_code == 413
 
 
-def test_model_card_link_is_served_when_present(app_server):  # noqa: F811
+def test_model_card_link_is_served_when_present(app_server):
     card = ROOT / "MODEL_CARD.md"
     if not card.exists():
         pytest.skip("MODEL_CARD.md not written yet")

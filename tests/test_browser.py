@@ -13,7 +13,6 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
-from app_server import app_server  # noqa: F401  (the shared server fixture)
 from PIL import Image
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -41,7 +40,7 @@ def browser():
 
 
 @pytest.fixture()
-def page(browser, app_server):  # noqa: F811
+def page(browser, app_server):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     blocked: list[str] = []
@@ -200,3 +199,32 @@ def test_compare_tab_without_a_face_shows_a_message(page, tmp_path):
     page.click("#compare-button")
     page.get_by_text("No face found in the first photo").first.wait_for(timeout=RESULT_TIMEOUT_MS)
     page.screenshot(path=str(tmp_path / "compare_no_face.png"), full_page=True)
+
+
+@pytest.mark.parametrize(
+    "name", ["photo_text_as_jpg", "photo_1x1", "photo_heic", "photo_animated_gif", "clip_audio_only", "clip_very_long"]
+)
+def test_bad_inputs_show_face_mtls_message(page, name, bad_input_corpus, tmp_path):
+    # A representative subset of tests/bad_inputs.py: the page shows the same one-line message
+    # as the library, the command line and the API, then still analyses a good photo.
+    from bad_inputs import KINDS_BY_NAME
+
+    kind, path = KINDS_BY_NAME[name], bad_input_corpus[name]
+    if kind.media == "photo":
+        page.locator("#photo-input input[type=file]").set_input_files(str(path))
+        page.wait_for_selector("#photo-input img")
+        page.click("#photo-button")
+    else:
+        page.get_by_role("tab", name="Video").click()
+        page.wait_for_selector("#video-button")
+        page.locator("#video-input input[type=file]").set_input_files(str(path))
+        page.wait_for_selector("#video-input video", timeout=60_000)
+        page.click("#video-button")
+    message = page.locator(".toast-body").filter(has_text=f"{path.name}: ")
+    message.first.wait_for(timeout=RESULT_TIMEOUT_MS)
+    assert kind.problem in message.first.inner_text().lower()
+    page.screenshot(path=str(tmp_path / f"{name}.png"))
+    if kind.media == "photo":
+        upload(page, ROOT / "examples" / "astronaut.png")
+        page.click("#photo-button")
+        wait_for_rows(page, 1)

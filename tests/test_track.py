@@ -78,11 +78,35 @@ def test_person_who_leaves_and_returns_gets_the_same_track():
     assert [len(t) for t in tracks] == [20, 35]
 
 
-def test_stranger_in_the_same_place_is_a_new_track():
-    # Carol appears exactly where Alice was, right after her: the embedding tells them apart.
-    frames, owner = _frames({"alice": [(50, 50)] * 10, "carol": [None] * 10 + [(50, 50)] * 10})
+def test_a_box_that_goes_on_continues_its_track_whatever_the_embedding():
+    # The embedding drifts (crying, hands over the face): by the end it looks like a stranger
+    # to the track's first frames, while the box barely moves. Motion is never vetoed.
+    alice = [(50 + f, 50) for f in range(10)]
+    frames, _ = _frames({"alice": alice, "carol": [None] * 10 + [(60 + f, 52) for f in range(10)]})
+    tracks = link_sightings(frames)
+    assert len(tracks) == 1 and len(tracks[0]) == 20
+
+
+def test_stranger_in_the_same_place_after_a_gap_is_a_new_track():
+    # Alice leaves; Carol sits down in the same place 2 s later (past max_gap): the boxes no
+    # longer link, and the embedding does not re-identify a stranger.
+    frames, owner = _frames({"alice": [(50, 50)] * 10, "carol": [None] * 20 + [(50, 50)] * 10})
     tracks = link_sightings(frames)
     assert [{owner[s.index] for s in t} for t in tracks] == [{"alice"}, {"carol"}]
+
+
+def test_links_are_assigned_together_not_greedily():
+    # Track A's best link is sighting 1, but sighting 1 is the only possible link of track B;
+    # greedy best-first gives A sighting 1 and leaves B to start over. The assignment of
+    # largest total gives A sighting 2 and B sighting 1.
+    settings = TrackSettings(embedding_weight=0.0)
+    same = np.ones(4)
+    first = [Sighting(0, 0.0, (0, 0, 100, 100), same, 0), Sighting(0, 0.0, (70, 0, 170, 100), same, 1)]
+    # A (0..100) overlaps s1 (10..110) by 0.82 and s2 (-20..80) by 0.67; B (70..170) overlaps
+    # s1 by 0.25 and s2 by 0.05, below min_iou.
+    second = [Sighting(1, 0.2, (10, 0, 110, 100), same, 2), Sighting(1, 0.2, (-20, 0, 80, 100), same, 3)]
+    tracks = link_sightings([first, second], settings)
+    assert [[s.index for s in t] for t in tracks] == [[0, 3], [1, 2]]
 
 
 def test_short_tracks_are_dropped_whatever_the_sampling_rate():
@@ -97,7 +121,9 @@ def test_settings_are_validated():
     with pytest.raises(ValueError):
         TrackSettings(min_iou=1.5)
     with pytest.raises(ValueError):
-        TrackSettings(min_similarity=0.9, reid_similarity=0.5)
+        TrackSettings(embedding_weight=-1)
+    with pytest.raises(ValueError):
+        TrackSettings(reid_similarity=0.0)
     with pytest.raises(ValueError):
         TrackSettings(min_sightings=0)
 

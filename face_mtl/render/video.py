@@ -7,18 +7,14 @@ the track ids, the same on the annotated clip, the timeline titles, the table an
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..types import Face
+from ..types import Face, TrackResult, VideoResult
 from .draw import draw_faces, emotion_color
-
-if TYPE_CHECKING:
-    from ..video import TrackResult, VideoResult
 
 # Samples further apart than this many sampling intervals are a gap: timelines break there
 # and the annotated clip shows no box in between.
@@ -55,7 +51,7 @@ def _with_gaps(times: np.ndarray, values: np.ndarray, max_step: float) -> tuple[
     )
 
 
-def track_title(track: "TrackResult") -> str:
+def track_title(track: TrackResult) -> str:
     """E.g. "Person 1: mostly happiness (62%), seen 0.0–19.7 s"."""
     s = track.summary
     dominant = s["dominant_emotion"]
@@ -65,7 +61,7 @@ def track_title(track: "TrackResult") -> str:
     )
 
 
-def timeline_figure(result: "VideoResult") -> go.Figure:
+def timeline_figure(result: VideoResult) -> go.Figure:
     """One subplot per person (first MAX_TIMELINE_PEOPLE), smoothed emotion probabilities over
     time, one line per emotion in EMOTION_COLORS; the person's dominant emotion is named in the
     subplot title and drawn thicker. Hovering shows every emotion's value at that time."""
@@ -117,7 +113,7 @@ def timeline_figure(result: "VideoResult") -> go.Figure:
     return figure
 
 
-def people_table(result: "VideoResult") -> pd.DataFrame:
+def people_table(result: VideoResult) -> pd.DataFrame:
     """One row per person (TABLE_COLUMNS): when seen, dominant emotion and time shares, the
     clip-level emotion (mean ± std of per-frame probabilities), median age, gender, ethnicity."""
     rows = []
@@ -141,7 +137,7 @@ def people_table(result: "VideoResult") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
 
 
-def results_csv(result: "VideoResult") -> str:
+def results_csv(result: VideoResult) -> str:
     """CSV text, one row per person per sampled frame: person, t (s), box (clip pixels), the
     top smoothed emotion and every smoothed probability."""
     buffer = io.StringIO()
@@ -150,7 +146,7 @@ def results_csv(result: "VideoResult") -> str:
     return buffer.getvalue()
 
 
-def track_state_at(track: "TrackResult", t: float, fps: float) -> tuple[np.ndarray, np.ndarray] | None:
+def track_state_at(track: TrackResult, t: float, fps: float) -> tuple[np.ndarray, np.ndarray] | None:
     """(box (4,), smoothed emotion probabilities (K,)) of a person at time ``t`` seconds, or
     None when they are not seen then. Between two samples at most GAP_INTERVALS sampling
     intervals apart both are interpolated linearly; a sample alone covers half an interval
@@ -173,7 +169,7 @@ def track_state_at(track: "TrackResult", t: float, fps: float) -> tuple[np.ndarr
     return None
 
 
-def _face(track: "TrackResult", labels: tuple[str, ...], box: np.ndarray, probs: np.ndarray) -> Face:
+def _face(track: TrackResult, labels: tuple[str, ...], box: np.ndarray, probs: np.ndarray) -> Face:
     # A Face of this person at one instant: smoothed emotions, the person's summary attributes.
     s = track.summary
     emotions = {label: float(p) for label, p in zip(labels, probs)}
@@ -192,7 +188,7 @@ def _face(track: "TrackResult", labels: tuple[str, ...], box: np.ndarray, probs:
     )
 
 
-def annotate_frame(frame: np.ndarray, result: "VideoResult", t: float, scale: float = 1.0) -> np.ndarray:
+def annotate_frame(frame: np.ndarray, result: VideoResult, t: float, scale: float = 1.0) -> np.ndarray:
     """``frame`` (HxWx3 uint8 RGB, the clip scaled by ``scale``) at time ``t`` seconds with a
     box per person seen then, coloured by their smoothed emotion and labelled
     "#id emotion probability". Returns a new array of the same shape."""

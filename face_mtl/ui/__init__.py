@@ -5,24 +5,42 @@ Serving limits live here so that the app and its tests agree on them.
 
 from __future__ import annotations
 
+import ctypes
+import html
+import os
 import shutil
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import gradio as gr
 
 from ..config import ModelConfig
 from ..detect import DEFAULT_MIN_FACE_SIZE
+from ..errors import FaceMTLInputError, ImageLoadError, LimitExceededError, VideoLoadError
 
-# One CPU process serves everyone: a few requests at a time, a bounded waiting line, and no
-# upload bigger than a phone camera's largest JPEGs.
+# One CPU process serves everyone: a few requests at a time and a bounded waiting line. Input
+# limits (upload size, pixels, faces, clip length) are face_mtl.limits's, shared with the CLI.
 QUEUE_CONCURRENCY = 2
 QUEUE_MAX_SIZE = 32
-MAX_FILE_SIZE = "25mb"
 # Gradio's cache (uploads, outputs) is swept every 30 minutes of files older than an hour.
 DELETE_CACHE = (1800, 3600)
+
+# glibc gives each thread that contends for malloc an arena of its own (up to 8 per core) and
+# seldom returns what they free: with Gradio's worker threads decoding photos and clips of every
+# size, a server's memory grew by 590 MB over 57 requests of bench/load_test.py (8 users), and
+# by 310 MB over 75 requests with two arenas, at times falling back (one machine, shared CPU).
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # mallopt parameter number, glibc's malloc.h
+
+ERROR_TITLES = {
+    ImageLoadError: "Not a photo that can be read",
+    VideoLoadError: "Not a clip that can be read",
+    LimitExceededError: "Outside the limits",
+}
 
 # What the detector needs, for the Photo and Video tabs' "No face found" messages.
 FACE_HINT = (
@@ -40,6 +58,40 @@ def on_gpu(fn: F, duration: int | None = None) -> F:
     except ImportError:
         return fn
     return spaces.GPU(duration=duration)(fn) if duration else spaces.GPU(fn)
+
+
+def limit_malloc_arenas(count: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas for this process (``mallopt(M_ARENA_MAX, count)``), unless
+    $MALLOC_ARENA_MAX already says how many. The server calls it once at start. Returns whether
+    the cap was set (False elsewhere than glibc)."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, count))
+    except (OSError, AttributeError):
+        return False
+
+
+def uploaded_file(value: Any) -> tuple[str, str] | None:
+    """(path on the server, the user's own file name) of an upload, or None when there is none.
+    ``value`` is a path (a preprocessed input) or Gradio's FileData as a dict (an input left
+    unprocessed, so that face_mtl, not the component, reads the file and words any refusal)."""
+    if isinstance(value, dict):
+        path = value.get("path")
+        if not path:
+            return None
+        return str(path), str(value.get("orig_name") or Path(path).name)
+    if value is None or str(value) == "":
+        return None
+    return str(value), Path(value).name
+
+
+def input_error(error: FaceMTLInputError, name: str) -> gr.Error:
+    """The gr.Error (and API AppError) for a refused input: the library's one-line message
+    with the uploaded file's own name, never a server path; the name is escaped, as the
+    browser shows messages as HTML."""
+    title = next((t for kind, t in ERROR_TITLES.items() if isinstance(error, kind)), "Cannot analyse this file")
+    return gr.Error(error.message_for(html.escape(name)), title=title, print_exception=False)
 
 
 def example_clips(folder: str | Path) -> list[str]:
@@ -153,7 +205,9 @@ temporary copies after about an hour.
 """
 
 
-EXPORT_MAX_AGE_S = 3600
+# Gradio copies a handler's files into its own cache as soon as the handler returns, so a
+# request's exports are stale within seconds; five minutes keeps this folder small under load.
+EXPORT_MAX_AGE_S = 300
 
 
 def fresh_export_folder(kind: str) -> Path:

@@ -11,15 +11,14 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from PIL import Image
 
 from ..analyzer import FaceAnalyzer
-from ..images import ImageLoadError, load_image
+from ..errors import FaceMTLInputError
+from ..images import load_image
+from ..limits import Limits
 from ..render.photo import TABLE_COLUMNS, render_photo, results_csv
-from . import FACE_HINT, fresh_export_folder, on_gpu
+from . import FACE_HINT, fresh_export_folder, input_error, on_gpu, uploaded_file
 
-# Decoding is the memory risk, not the upload size: a 25 MB PNG can hold 400 megapixels.
-MAX_PIXELS = 50_000_000
 EXAMPLE_NAMES = ("group.jpg", "astronaut.png", "grace_hopper.jpg")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -40,61 +39,46 @@ def example_photos(folder: str | Path) -> list[str]:
     return [str(p) for p in known + others]
 
 
-def read_photo(path: str | Path | None) -> np.ndarray:
-    """The photo at ``path`` as HxWx3 uint8 RGB; gr.Error with a readable message when there is
-    none, it is not an image, or it has more than MAX_PIXELS pixels."""
-    if path is None or str(path) == "":
+def read_photo(upload: str | dict | None, limits: Limits | None = None) -> np.ndarray:
+    """The uploaded photo as HxWx3 uint8 RGB. ``upload``: a path, or Gradio's FileData dict (the
+    Photo input is left unprocessed, so that face_mtl reads every file itself). gr.Error with
+    face_mtl's own message, naming the user's file, when there is none, it is not a photo
+    face_mtl reads, or it is outside ``limits`` (default: the process's)."""
+    found = uploaded_file(upload)
+    if found is None:
         raise gr.Error(NO_PHOTO_MESSAGE, title="No photo", print_exception=False)
-    limit = f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels. Please resize it."
+    path, name = found
     try:
-        # Only the header is read here, so an oversized photo is refused before it is decoded.
-        with Image.open(path) as header:
-            width, height = header.size
-    except Image.DecompressionBombError:
-        # Pillow refuses to open images over twice Image.MAX_IMAGE_PIXELS (about 179 MP).
-        raise gr.Error(
-            f"This photo has far too many pixels; {limit}", title="Photo too large", print_exception=False
-        ) from None
-    except (OSError, ValueError):
-        width = height = 0  # load_image below names the actual problem
-    if width * height > MAX_PIXELS:
-        raise gr.Error(
-            f"This photo is {width}×{height} pixels ({width * height / 1e6:.0f} megapixels); {limit}",
-            title="Photo too large",
-            print_exception=False,
-        )
-    try:
-        return load_image(path)
-    except ImageLoadError as error:
-        # The message starts with the server-side path; users only need the file's name.
-        message = str(error).replace(str(path), Path(path).name, 1)
-        raise gr.Error(
-            f"Could not read this file as a photo: {message}", title="Not a photo", print_exception=False
-        ) from None
+        return load_image(path, limits)
+    except FaceMTLInputError as error:
+        raise input_error(error, name) from None
 
 
-def make_analyze_image(analyzer: FaceAnalyzer) -> Callable[[str | None], PhotoOutputs]:
-    """The Photo tab's handler (API name ``analyze_image``) bound to a loaded ``analyzer``.
+def make_analyze_image(analyzer: FaceAnalyzer) -> Callable[[str | dict | None], PhotoOutputs]:
+    """The Photo tab's handler (API name ``analyze_image``) bound to a loaded ``analyzer``,
+    whose limits it applies.
 
     Detection and the network run under ``spaces.GPU`` on ZeroGPU; drawing stays outside it.
     """
     analyze = on_gpu(analyzer.analyze)
 
-    def analyze_image(image: str | None) -> PhotoOutputs:
+    def analyze_image(image: str | dict | None) -> PhotoOutputs:
         """Find every face in a photo and estimate its expression, age, gender and ethnicity.
 
         Args:
-            image: path of a photo file (JPEG, PNG, WebP...).
+            image: a photo file (JPEG, PNG, WebP...).
 
         Returns:
             annotated photo (boxes and numbered labels; at most 2048 pixels on the longer side),
             table with one row per face, Plotly chart of each face's emotion probabilities, and
             the results as JSON (boxes in the original photo's pixels).
         """
-        rgb = read_photo(image)
+        rgb = read_photo(image, analyzer.limits)
         faces = analyze(rgb)
         if not faces:
             raise gr.Error(NO_FACE_MESSAGE, title="No face found", print_exception=False)
+        if len(faces) >= analyzer.max_faces:
+            gr.Info(f"Showing the {len(faces)} largest faces: the limit per photo is {analyzer.max_faces}.")
         result = render_photo(rgb, faces)
         return result.annotated, result.table, result.chart, result.results
 

@@ -12,19 +12,11 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..analyzer import FaceAnalyzer
+from ..errors import FaceMTLInputError
+from ..limits import Limits
 from ..render.video import people_table, results_csv, timeline_figure
-from ..video import (
-    DEFAULT_MAX_DURATION,
-    VideoError,
-    analyze_video,
-    check_duration,
-    probe_video,
-    write_annotated_video,
-)
-from . import FACE_HINT, fresh_export_folder
-
-# The app refuses longer clips before any work: a minute of video is about a minute of CPU.
-MAX_VIDEO_SECONDS = DEFAULT_MAX_DURATION
+from ..video import VideoInfo, analyze_video, check_limits, probe_video, write_annotated_video
+from . import FACE_HINT, fresh_export_folder, input_error, uploaded_file
 
 NO_VIDEO_MESSAGE = "Add a clip first: upload one or record one with the webcam."
 NO_FACE_MESSAGE = f"No face found in this clip. {FACE_HINT}, and visible for at least half a second."
@@ -32,45 +24,38 @@ NO_FACE_MESSAGE = f"No face found in this clip. {FACE_HINT}, and visible for at 
 VideoOutputs = tuple[go.Figure, pd.DataFrame, str | None, str | None, str | None]
 
 
-def check_clip(video_path: str | None, max_seconds: float | None = None) -> None:
-    """gr.Error with a readable message when there is no clip, it is not a readable video, or
-    it lasts longer than ``max_seconds`` (default MAX_VIDEO_SECONDS); reads only the header."""
-    max_seconds = MAX_VIDEO_SECONDS if max_seconds is None else max_seconds
-    if video_path is None or str(video_path) == "":
+def check_clip(upload: str | dict | None, limits: Limits | None = None) -> VideoInfo:
+    """The uploaded clip's header, read before any work. gr.Error with face_mtl's own message,
+    naming the user's file, when there is no clip, it is not a video face_mtl reads, or it is
+    outside ``limits`` (default: the process's)."""
+    found = uploaded_file(upload)
+    if found is None:
         raise gr.Error(NO_VIDEO_MESSAGE, title="No clip", print_exception=False)
-    name = Path(video_path).name
+    path, name = found
     try:
-        info = probe_video(video_path)
-    except VideoError as error:
-        message = str(error).replace(str(video_path), name, 1)
-        raise gr.Error(
-            f"Could not read this file as a video: {message}", title="Not a video", print_exception=False
-        ) from None
-    try:
-        check_duration(info, max_seconds)
-    except VideoError:
-        raise gr.Error(
-            f"This clip lasts {info.duration:.0f} s; the limit is {max_seconds:g} s. "
-            "Please trim it and try again.",
-            title="Clip too long",
-            print_exception=False,
-        ) from None
+        info = probe_video(path, limits)
+        check_limits(info, limits)
+    except FaceMTLInputError as error:
+        raise input_error(error, name) from None
+    return info
 
 
 def make_analyze_video(analyzer: FaceAnalyzer) -> Callable[..., VideoOutputs]:
-    """The Video tab's handler (API name ``analyze_video``) bound to a loaded ``analyzer``."""
+    """The Video tab's handler (API name ``analyze_video``) bound to a loaded ``analyzer``,
+    whose limits it applies."""
 
     def analyze_clip(video_path: str | None, progress=gr.Progress()) -> VideoOutputs:
         """Track every person in a clip and time their facial expressions.
 
         Args:
-            video_path: path of a video file (mp4, mov, webm, avi...), at most 60 s long.
+            video_path: path of a video file (mp4, mov, webm, avi...), at most 60 s long
+                (the server's clip limits, FACE_MTL_MAX_CLIP_*).
 
         Returns:
             Plotly timeline (emotion probabilities over time, one subplot per person), table
             with one row per person, annotated H.264 mp4, JSON and CSV result files.
         """
-        check_clip(video_path)
+        check_clip(video_path, analyzer.limits)
         progress(0.0, desc="Finding faces")
 
         def report(done: int, total: int) -> None:
@@ -78,7 +63,7 @@ def make_analyze_video(analyzer: FaceAnalyzer) -> Callable[..., VideoOutputs]:
             progress(0.8 * done / total, desc=f"Finding faces ({done}/{total} frames)")
 
         try:
-            result = analyze_video(video_path, analyzer, max_duration=MAX_VIDEO_SECONDS, progress=report)
+            result = analyze_video(video_path, analyzer, limits=analyzer.limits, progress=report)
             if not result.tracks:
                 raise gr.Error(NO_FACE_MESSAGE, title="No face found", print_exception=False)
             folder = fresh_export_folder("video")
@@ -91,9 +76,8 @@ def make_analyze_video(analyzer: FaceAnalyzer) -> Callable[..., VideoOutputs]:
                     0.8 + 0.2 * done / total, desc="Drawing the annotated clip"
                 ),
             )
-        except VideoError as error:
-            message = str(error).replace(str(video_path), Path(video_path).name)
-            raise gr.Error(message, title="Video error", print_exception=False) from None
+        except FaceMTLInputError as error:  # e.g. a stream ffmpeg cannot decode past its header
+            raise input_error(error, Path(video_path).name) from None
         json_path = folder / "face_mtl_video.json"
         csv_path = folder / "face_mtl_video.csv"
         json_path.write_text(json.dumps(result.to_dict(), indent=1) + "\n", encoding="utf-8")
