@@ -129,7 +129,7 @@ def test_records_match_analyze_image_by_image(collection, analyzer, records):
     _, files = collection
     assert [r["image"] for r in records] == discover([collection[0]])
     mapped = by_image(records)
-    assert mapped[str(files["bad"])] == {"image": str(files["bad"]), "error": "not an image (unrecognised format)"}
+    assert mapped[str(files["bad"])] == {"image": str(files["bad"]), "error": "not an image: a text file; use a JPEG, PNG or WebP photo"}
     assert mapped[str(files["empty"])] == {"image": str(files["empty"]), "error": "empty file"}
     assert mapped[str(files["blank"])] == {"image": str(files["blank"]), "faces": []}
     expected = [
@@ -160,11 +160,11 @@ def test_decode_image_errors_read_like_load_image(tmp_path):
 
 
 def test_reasons_are_one_line_without_the_path():
-    assert one_line_reason(ImageLoadError("a b.jpg: empty file"), "a b.jpg") == "empty file"
+    assert one_line_reason(ImageLoadError("a b.jpg", "empty file"), "a b.jpg") == "empty file"
     assert one_line_reason(RuntimeError("boom\n  at line 3"), "x") == "RuntimeError: boom at line 3"
     from face_mtl.video import VideoError
 
-    assert one_line_reason(VideoError("c.mp4: no video stream (not a video file)"), "c.mp4") == (
+    assert one_line_reason(VideoError("c.mp4", "no video stream (not a video file)"), "c.mp4") == (
         "no video stream (not a video file)"
     )
     assert len(one_line_reason(ValueError("x" * 1000), "p")) == 300
@@ -203,7 +203,7 @@ def test_csv_has_one_row_per_face_and_one_per_faceless_image(tmp_path, records, 
     assert list(rows[0]) == LAYOUT.csv_columns
     assert len(rows) == sum(max(1, len(r.get("faces", []))) for r in records)
     bad = next(r for r in rows if r["image"] == str(files["bad"]))
-    assert bad["error"] == "not an image (unrecognised format)" and bad["face"] == "" and bad["age"] == ""
+    assert bad["error"] == "not an image: a text file; use a JPEG, PNG or WebP photo" and bad["face"] == "" and bad["age"] == ""
     astronaut = next(r for r in rows if r["image"] == str(files["astronaut"]))
     face = by_image(records)[str(files["astronaut"])]["faces"][0]
     assert astronaut["face"] == "1" and astronaut["emotion"] == face["emotion"]
