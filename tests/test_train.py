@@ -78,7 +78,7 @@ def test_tiny_training_lowers_loss_and_exports_loadable_weights(tiny_data, tmp_p
         data_dir=str(tiny_data), cache_dir=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
         backbone="mobilenetv4_conv_small", input_size=64, epochs=4, max_steps=3, lr=2e-3,
         warmup_epochs=0.0, ema_decay=0.5, batch_emotion=4, batch_utk=4, batch_identity=4, device="cpu",
-        bn_recalibration_batches=5, embedding_head="pca", loss_teacher=2.0,
+        bn_recalibration_batches=5, embedding_head="pca", loss_teacher=2.0, prefetch_batches=2,
     )
     # Identity teacher descriptors for the cached CelebA training faces (random directions
     # stand in for dlib's: the loop only needs the cache in the crop cache's order).

@@ -286,7 +286,11 @@ def train(settings: TrainSettings) -> Path:
         sums: dict[str, float] = {}
         progress = 0.0
         epoch_start = time.time()
-        batches = prefetched(lambda step, order=order: draw_batch(order, step), steps_per_epoch)
+        if settings.prefetch_batches > 0:
+            batches = prefetched(lambda step, order=order: draw_batch(order, step), steps_per_epoch,
+                                 settings.prefetch_batches)
+        else:
+            batches = (draw_batch(order, step) for step in range(steps_per_epoch))
         progress_bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}/{settings.epochs}", unit="step", mininterval=30)
         steps_done = 0
         for x, labels in progress_bar:
