@@ -22,6 +22,7 @@ import re
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -685,11 +686,18 @@ class Engine(Protocol):
     ) -> Summary: ...
 
 
-def _progress_bar(total: int, unit: str):
+@contextmanager
+def _progress(total: int, unit: str, show: bool):
+    """A per-record callback that advances a progress bar (None when ``show`` is False); the
+    bar is closed however the run ends."""
+    if not show:
+        yield None
+        return
     from tqdm.auto import tqdm
 
     # disable=None: a bar on terminals only (stderr), nothing in logs or pipes.
-    return tqdm(total=total, unit=f" {unit}", desc="analysing", disable=None, dynamic_ncols=True)
+    with tqdm(total=total, unit=f" {unit}", desc="analysing", disable=None, dynamic_ncols=True) as bar:
+        yield lambda: bar.update(1)
 
 
 def write_records(
@@ -736,18 +744,13 @@ class LocalEngine:
         output_format(out)
         todo, skipped = _pending(paths, out, "image", resume)
         analyzer = options.build()
-        bar = _progress_bar(len(todo), "photos") if self.progress else None
-        try:
+        with _progress(len(todo), "photos", self.progress) as advance:
             records = analyze_files(
                 todo, analyzer, batch_size=self.batch_size, decode_threads=self.decode_threads
             )
             summary = write_records(
-                records, out, ImageLayout.for_config(analyzer.config), append=resume,
-                progress=None if bar is None else (lambda: bar.update(1)),
-            )  # fmt: skip
-        finally:
-            if bar is not None:
-                bar.close()
+                records, out, ImageLayout.for_config(analyzer.config), append=resume, progress=advance
+            )
         summary.skipped = skipped
         return summary
 
@@ -764,16 +767,11 @@ def run_clips(
     """Analyse clips (already discovered) into ``out``: one record per clip."""
     output_format(out)
     todo, skipped = _pending(paths, out, "video", resume)
-    bar = _progress_bar(len(todo), "clips") if progress else None
-    try:
+    with _progress(len(todo), "clips", progress) as advance:
         summary = write_records(
             analyze_clips(todo, analyzer, **video_options) if todo else iter(()),
-            out, VideoLayout.for_config(analyzer.config), append=resume,
-            progress=None if bar is None else (lambda: bar.update(1)),
+            out, VideoLayout.for_config(analyzer.config), append=resume, progress=advance,
         )  # fmt: skip
-    finally:
-        if bar is not None:
-            bar.close()
     summary.skipped = skipped
     return summary
 
