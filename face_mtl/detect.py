@@ -1,8 +1,8 @@
-"""Face detection behind a small protocol; MTCNN (facenet-pytorch) is the default detector."""
+"""Face detection behind a small protocol; MTCNN (facenet-pytorch's nets, run batched by
+``mtcnn.detect_faces``) is the default detector."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
+from .mtcnn import MTCNNNets, detect_faces
 from .types import Detection
 
 # MTCNN gives boxes on clothing and background at about 0.7; real faces score above 0.95.
@@ -46,18 +47,6 @@ class DetectorSettings:
             raise ValueError("min_face_size must be >= 1 and max_side >= 32")
 
 
-def _as_float_array(value: object, shape_tail: tuple[int, ...]) -> np.ndarray:
-    # facenet-pytorch under numpy 2 returns object arrays (or None when nothing is found).
-    if value is None:
-        return np.zeros((0, *shape_tail), dtype=np.float32)
-    array = np.asarray(value)
-    if array.dtype == object:
-        if array.size == 0 or any(v is None for v in array.ravel()):
-            return np.zeros((0, *shape_tail), dtype=np.float32)
-        array = np.stack([np.asarray(v, dtype=np.float32) for v in array])
-    return array.astype(np.float32).reshape(-1, *shape_tail)
-
-
 def select_detections(
     boxes: np.ndarray,
     scores: np.ndarray,
@@ -89,14 +78,12 @@ def select_detections(
 
 
 class MTCNNDetector:
-    """facenet-pytorch's MTCNN with the project's defaults; thread-safe."""
+    """MTCNN with the project's defaults; thread-safe (no state changes per call)."""
 
     def __init__(self, settings: DetectorSettings | None = None, device: str = "cpu") -> None:
-        from facenet_pytorch import MTCNN
-
         self.settings = settings or DetectorSettings()
-        self._mtcnn = MTCNN(keep_all=True, device=device, min_face_size=self.settings.min_face_size)
-        self._lock = threading.Lock()
+        self._nets = MTCNNNets().to(device)
+        self.device = device
 
     def _scale_for(self, image: np.ndarray) -> float:
         return min(1.0, self.settings.max_side / max(image.shape[:2]))
@@ -119,17 +106,14 @@ class MTCNNDetector:
         if min(prepared.shape[1:3]) < smallest:
             # No face fits (a sliver, or a thumbnail): MTCNN would fail on an empty image pyramid.
             return [[] for _ in images]
-        with self._lock:
-            self._mtcnn.min_face_size = smallest
-            boxes, scores, points = self._mtcnn.detect(prepared, landmarks=True)
+        raw = detect_faces(prepared, self._nets, smallest, device=self.device)
         height, width = images[0].shape[:2]
         # The exact per-axis ratio after rounding the resized size.
         axis_scale = (prepared.shape[2] / width, prepared.shape[1] / height)
-        results = []
-        for b, s, p in zip(boxes, scores, points):
-            b, s, p = _as_float_array(b, (4,)), _as_float_array(s, ()), _as_float_array(p, (5, 2))
-            results.append(select_detections(b, s, p, (width, height), axis_scale, self.settings))
-        return results
+        return [
+            select_detections(found.boxes, found.scores, found.landmarks, (width, height), axis_scale, self.settings)
+            for found in raw
+        ]
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Detect faces in one HxWx3 uint8 RGB image, largest first."""

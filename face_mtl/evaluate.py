@@ -7,6 +7,7 @@ people never trained on, with the threshold chosen by 10-fold cross-validation (
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ def verification_accuracy(similarities: np.ndarray, is_same: np.ndarray, folds: 
 
 def cached_inputs(crops: np.ndarray, config, device: str = "cpu", batch: int = 256):
     """Network input batches of cached margin crops, seen through the tight (inference) box."""
-    from .train.augment import eval_batch
+    from .data.views import eval_batch
 
     for start in range(0, len(crops), batch):
         chunk = torch.from_numpy(crops[start : start + batch])
@@ -117,23 +118,46 @@ def predict_cached(model, crops: np.ndarray, config, device: str = "cpu", batch:
 def ferplus_val_labels(data_dir: Path) -> np.ndarray:
     """Majority-protocol labels (-1 = excluded) of the cached FER+ validation images, in
     cache order, from the raw votes (unknown and not-face votes included)."""
-    from .train.datasets import ferplus_majority, ferplus_trainable
+    from .data.sets import ferplus_majority, ferplus_trainable
 
     with np.load(Path(data_dir) / "ferplus" / "valid.npz") as data:
         votes = data["votes"]
     return ferplus_majority(votes[ferplus_trainable(votes)])
 
 
-def evaluate_splits(model, config, splits: dict, device: str = "cpu", fer_labels: np.ndarray | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PairScores:
+    """Cosine similarities of the identity embedding on same/different pairs of held-out people
+    (``verification_pairs``): the one embedding pass that verification and calibration share."""
+
+    similarities: np.ndarray  # P float32
+    is_same: np.ndarray  # P bool
+    people: int
+    images: int
+    seed: int
+
+
+def pair_scores(model, config, people, device: str = "cpu", seed: int = 0) -> PairScores:
+    """Embed a CropSet of people never trained on and score VERIFICATION_PAIRS same-person and
+    as many different-person pairs (seeded)."""
+    embeddings = predict_cached(model, people.crops, config, device)["embedding"]
+    pairs, is_same = verification_pairs(people.identity, VERIFICATION_PAIRS, seed)
+    similarities = (embeddings[pairs[:, 0]] * embeddings[pairs[:, 1]]).sum(axis=1)
+    return PairScores(similarities, is_same, int(len(np.unique(people.identity))), int(len(people)), seed)
+
+
+def evaluate_splits(model, config, splits: dict, device: str = "cpu", fer_labels: np.ndarray | None = None,
+                    identity: PairScores | None = None) -> dict[str, Any]:
     """Every validation metric from the *_val CropSets of ``build_splits``.
 
     ``fer_labels``: FER+ majority labels of the cached validation images (ferplus_val_labels);
     without them the majority is taken over the 8 emotions' votes alone (training logs).
+    ``identity``: the pair scores of ``splits["celeba_val"]`` when already computed.
     """
     fer = splits["ferplus_val"]
     fer_out = predict_cached(model, fer.crops, config, device)
     if fer_labels is None:
-        from .train.datasets import majority_vote
+        from .data.sets import majority_vote
 
         # Cached vote shares are in EMOTIONS order already.
         fer_labels = majority_vote(fer.emotion)
@@ -152,38 +176,36 @@ def evaluate_splits(model, config, splits: dict, device: str = "cpu", fer_labels
             "ethnicity_accuracy": accuracy(utk_out["ethnicity"], utk.ethnicity),
             "count": int(len(utk)),
         },
-        "identity": identity_verification(model, config, splits["celeba_val"], device),
+        "identity": verification_report(identity or pair_scores(model, config, splits["celeba_val"], device)),
     }
+
+
+def verification_report(scores: PairScores) -> dict[str, Any]:
+    """10-fold cross-validated verification accuracy (LFW style) of pair scores."""
+    return {**verification_accuracy(scores.similarities, scores.is_same), "people": scores.people}
 
 
 def identity_verification(model, config, people, device: str = "cpu") -> dict[str, Any]:
     """Verification accuracy on same/different pairs of a CropSet of held-out people."""
-    embeddings = predict_cached(model, people.crops, config, device)["embedding"]
-    pairs, is_same = verification_pairs(people.identity, VERIFICATION_PAIRS)
-    similarities = (embeddings[pairs[:, 0]] * embeddings[pairs[:, 1]]).sum(axis=1)
-    return {**verification_accuracy(similarities, is_same), "people": int(len(np.unique(people.identity)))}
+    return verification_report(pair_scores(model, config, people, device))
 
 
-def verification_calibration(model, config, people, device: str = "cpu", seed: int = 0,
-                             split: str = "celeba_val") -> dict[str, Any]:
+def verification_calibration(scores: PairScores, split: str = "celeba_val") -> dict[str, Any]:
     """The same-person threshold of the identity embedding, calibrated on held-out people.
 
-    ``people``: a CropSet of people never trained on (``build_splits(...)["celeba_val"]``).
-    On VERIFICATION_PAIRS same-person and as many different-person pairs (seeded), the
-    threshold is the one of highest accuracy (``identity.calibrate``); the dict also holds its
-    accuracy, false-accept and false-reject rates on those pairs, the 10-fold cross-validated
-    accuracy (a threshold fitted on other pairs: the fairer figure) and where the pairs came
-    from. It is what config.json stores under ``verification``.
+    ``scores``: ``pair_scores`` of a CropSet of people never trained on
+    (``build_splits(...)["celeba_val"]``). The threshold is the one of highest accuracy on
+    those pairs (``identity.calibrate``); the dict also holds its accuracy, false-accept and
+    false-reject rates, the 10-fold cross-validated accuracy (a threshold fitted on other
+    pairs: the fairer figure) and where the pairs came from. It is what config.json stores
+    under ``verification``.
     """
     from .identity import calibrate
 
-    embeddings = predict_cached(model, people.crops, config, device)["embedding"]
-    pairs, is_same = verification_pairs(people.identity, VERIFICATION_PAIRS, seed)
-    similarities = (embeddings[pairs[:, 0]] * embeddings[pairs[:, 1]]).sum(axis=1)
     return calibrate(
-        similarities, is_same,
-        cross_validated_accuracy=verification_accuracy(similarities, is_same)["accuracy"],
-        split=split, people=int(len(np.unique(people.identity))), images=int(len(people)), seed=seed,
+        scores.similarities, scores.is_same,
+        cross_validated_accuracy=verification_accuracy(scores.similarities, scores.is_same)["accuracy"],
+        split=split, people=scores.people, images=scores.images, seed=scores.seed,
         method="highest accuracy on same/different pairs of people never trained on; same iff cosine >= threshold",
     )
 
@@ -195,8 +217,8 @@ def calibrate_weights(weights, data_dir: Path, cache_dir: Path, device: str | No
     Builds the crop cache in ``cache_dir`` when missing (MTCNN over the data: minutes).
     """
     from .analyzer import default_device
+    from .data.sets import build_splits
     from .model import inference_runner
-    from .train.datasets import build_splits
     from .weights import WeightsNotFoundError, load_model, resolve_weights, write_config
 
     if weights is not None and not Path(weights).exists():
@@ -206,7 +228,7 @@ def calibrate_weights(weights, data_dir: Path, cache_dir: Path, device: str | No
     model, config = load_model(folder, device=device)
     people = build_splits(Path(data_dir), Path(cache_dir), config.input_size)["celeba_val"]
     # Through the same runner as FaceAnalyzer, so the threshold fits the embeddings users get.
-    calibration = verification_calibration(inference_runner(model, config, device), config, people, device)
+    calibration = verification_calibration(pair_scores(inference_runner(model, config, device), config, people, device))
     write_config(folder, config.with_updates(verification=calibration))
     return calibration
 
@@ -232,7 +254,7 @@ def evaluate_pipeline(analyzer, data_dir: Path, val_fraction: float = 0.1) -> di
     others counted as wrong."""
     from tqdm import tqdm
 
-    from .train.datasets import ferplus_majority, list_utkface, split_of
+    from .data.sets import ferplus_majority, list_utkface, split_of
 
     with np.load(Path(data_dir) / "ferplus" / "valid.npz") as data:
         pixels, votes = data["pixels"], data["votes"]
@@ -285,8 +307,8 @@ def evaluate_weights(
     config.json says).
     """
     from .analyzer import FaceAnalyzer, default_device
+    from .data.sets import build_splits, tight_found_rate
     from .model import inference_runner
-    from .train.datasets import build_splits, tight_found_rate
     from .weights import load_model, resolve_weights
 
     device = device or default_device()

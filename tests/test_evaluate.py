@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from face_mtl.config import EMOTIONS
+from face_mtl.data.sets import (
+    FERPLUS_COLUMNS,
+    ferplus_majority,
+    ferplus_votes_to_emotions,
+    majority_vote,
+)
 from face_mtl.evaluate import (
     age_mae,
     emotion_metrics,
     verification_accuracy,
     verification_pairs,
-)
-from face_mtl.train.datasets import (
-    FERPLUS_COLUMNS,
-    ferplus_majority,
-    ferplus_votes_to_emotions,
-    majority_vote,
 )
 
 

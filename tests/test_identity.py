@@ -12,7 +12,7 @@ import pytest
 
 from face_mtl import Comparison, FaceAnalyzer, Match, NoFaceError, identity
 from face_mtl.config import ModelConfig
-from face_mtl.train.datasets import split_of
+from face_mtl.data.sets import split_of
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

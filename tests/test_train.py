@@ -13,8 +13,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from face_mtl import FaceAnalyzer
+from face_mtl.data.sets import FERPLUS_COLUMNS, build_splits, split_of
 from face_mtl.train import TrainSettings, train
-from face_mtl.train.datasets import FERPLUS_COLUMNS, build_splits, split_of
 
 
 def _face_views(path: Path, box: tuple[int, int, int, int], count: int, size: int) -> list[np.ndarray]:
@@ -116,11 +116,12 @@ def test_tiny_training_lowers_loss_and_exports_loadable_weights(tiny_data, tmp_p
     faces = analyzer.predict_crops([np.zeros((48, 48), np.uint8)])
     assert len(faces) == 1 and abs(sum(faces[0].emotions.values()) - 1) < 1e-5
     # The exported identity head is the PCA projection of the training people's features:
-    # orthonormal rows, as many as there are training photos, the rest zero.
+    # orthonormal rows, as many as there are training photos, the rest zero. The weights file
+    # stores float16 (relative precision 2**-11), so a row's norm is 1 within about 1e-3.
     head = analyzer.model.heads["embedding"].weight.detach().double()
     kept = projection["celeba_train_images"]
     assert 0 < kept < head.shape[0]
-    torch.testing.assert_close(head[:kept] @ head[:kept].T, torch.eye(kept, dtype=torch.float64), atol=1e-4, rtol=0)
+    torch.testing.assert_close(head[:kept] @ head[:kept].T, torch.eye(kept, dtype=torch.float64), atol=2e-3, rtol=0)
     assert float(head[kept:].abs().max()) == 0.0
 
 
@@ -167,7 +168,7 @@ def test_training_resumes_from_its_checkpoint(tiny_data, tmp_path, monkeypatch):
 
 
 def test_another_input_size_reuses_the_cached_detections(tiny_data, tmp_path, monkeypatch):
-    import face_mtl.train.datasets as datasets
+    import face_mtl.data.sets as datasets
 
     first = build_splits(tiny_data, tmp_path, 64)
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from face_mtl.train.augment import TIGHT_EXTENT, AugmentSettings, random_theta
-from face_mtl.train.datasets import CropSet, _empty_labels, attach_teacher
+from face_mtl.data.sets import CropSet, _empty_labels, attach_teacher
+from face_mtl.data.views import TIGHT_EXTENT
+from face_mtl.train.augment import AugmentSettings, random_theta
 from face_mtl.train.loop import autocast_for, prefetched
 from face_mtl.train.settings import TrainSettings
 

@@ -11,11 +11,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from .datasets import CACHE_MARGIN
+from ..data.views import TIGHT_EXTENT, crops_to_float, normalise, resample
 
-TIGHT_EXTENT = 1.0 / (1.0 + 2.0 * CACHE_MARGIN)
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
@@ -34,22 +32,10 @@ class AugmentSettings:
     grayscale_p: float = 0.2
 
 
-def crops_to_float(crops_uint8: torch.Tensor) -> torch.Tensor:
-    """N x C x C x 3 uint8 -> N x 3 x C x C float in 0..1."""
-    return crops_uint8.permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def resample(images: torch.Tensor, size: int, theta: torch.Tensor) -> torch.Tensor:
-    grid = F.affine_grid(theta, [images.shape[0], 3, size, size], align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def center_theta(n: int) -> torch.Tensor:
-    """Affine parameters that sample exactly the tight box (evaluation)."""
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0] = TIGHT_EXTENT
-    theta[:, 1, 1] = TIGHT_EXTENT
-    return theta
 
 
 def random_theta(
@@ -96,8 +82,6 @@ def jitter_colour(images: torch.Tensor, settings: AugmentSettings, generator: to
     return images.clamp_(0.0, 1.0)
 
 
-def normalise(images: torch.Tensor, mean, std) -> torch.Tensor:
-    return (images - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
 def augment_batch(crops_uint8, size, mean, std, settings, generator, zoomable=None) -> torch.Tensor:
@@ -106,8 +90,3 @@ def augment_batch(crops_uint8, size, mean, std, settings, generator, zoomable=No
     images = resample(images, size, random_theta(len(images), settings, generator, zoomable))
     return normalise(jitter_colour(images, settings, generator), mean, std)
 
-
-def eval_batch(crops_uint8, size, mean, std) -> torch.Tensor:
-    """The tight box of each cached crop, normalised: the inference view."""
-    images = crops_to_float(crops_uint8)
-    return normalise(resample(images, size, center_theta(len(images))), mean, std)

@@ -18,11 +18,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..config import ModelConfig
-from ..evaluate import evaluate_splits, headline, identity_verification, verification_calibration
+from ..data.sets import CropSet, attach_teacher, build_splits
+from ..evaluate import evaluate_splits, headline, pair_scores, verification_calibration, verification_report
 from ..model import FaceMTLNet
 from ..weights import load_model, save_model
 from .augment import AugmentSettings, augment_batch
-from .datasets import CropSet, attach_teacher, build_splits
 from .embedding import fit_identity_projection
 from .losses import CosFaceHead, multitask_loss
 from .settings import TrainSettings
@@ -313,7 +313,8 @@ def train(settings: TrainSettings) -> Path:
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
         batches.close()  # a budget stop leaves prefetched batches behind
         seconds = time.time() - epoch_start
-        report = evaluate_splits(ema, config, val_splits, device)
+        identity = pair_scores(ema, config, val_splits["celeba_val"], device)
+        report = evaluate_splits(ema, config, val_splits, device, identity=identity)
         state["epoch"], state["elapsed"] = epoch, time.time() - started
         record = {
             "epoch": epoch,
@@ -327,17 +328,18 @@ def train(settings: TrainSettings) -> Path:
         state["history"].append(record)
         _log(run_dir, json.dumps(record))
         save_checkpoint(run_dir, modules, optimizer, state, generator, cyclers)
-        calibration = verification_calibration(ema, config, val_splits["celeba_val"], device)
-        save_model(ema, _exported_config(config, settings, state, report, splits, parent, calibration), run_dir / "export")
+        save_model(ema, _exported_config(config, settings, state, report, splits, parent,
+                                         verification_calibration(identity)), run_dir / "export")
         if progress >= 1.0:
             _log(run_dir, f"stopping in epoch {epoch}: --max-hours {settings.max_hours} reached")
         finished = progress >= 1.0 or state["epoch"] >= settings.epochs
 
     recalibrate_batchnorm(ema, lambda: draw_batch()[0], settings.bn_recalibration_batches)
-    trained_head = identity_verification(ema, config, val_splits["celeba_val"], device)
+    trained_scores = pair_scores(ema, config, val_splits["celeba_val"], device)
     trained_weights = copy.deepcopy(ema.heads["embedding"].state_dict())
     fit_identity_projection(ema, celeba.crops, device)
-    pca_head = identity_verification(ema, config, val_splits["celeba_val"], device)
+    pca_scores = pair_scores(ema, config, val_splits["celeba_val"], device)
+    trained_head, pca_head = verification_report(trained_scores), verification_report(pca_scores)
     # A teacher-distilled head generalises to new people; a CosFace-only one over-fits the
     # training people, where the PCA of the features does better. Keep whichever verifies better.
     kept = settings.embedding_head
@@ -345,14 +347,14 @@ def train(settings: TrainSettings) -> Path:
         kept = "pca" if pca_head["accuracy"] >= trained_head["accuracy"] else "trained"
     if kept == "trained":
         ema.heads["embedding"].load_state_dict(trained_weights)
-    report = evaluate_splits(ema, config, val_splits, device)
+    identity = trained_scores if kept == "trained" else pca_scores
+    report = evaluate_splits(ema, config, val_splits, device, identity=identity)
     _log(run_dir, json.dumps({"identity_projection": kept, "celeba_train_images": len(celeba),
                               "verification_with_trained_head": round(trained_head["accuracy"], 4),
                               "verification_with_pca_head": round(pca_head["accuracy"], 4)}))
     _log(run_dir, json.dumps({"final": {k: round(v, 4) for k, v in headline(report).items()},
                               "bn_recalibration_batches": settings.bn_recalibration_batches}))
-    calibration = verification_calibration(ema, config, val_splits["celeba_val"], device)
-    final_config = _exported_config(config, settings, state, report, splits, parent, calibration)
+    final_config = _exported_config(config, settings, state, report, splits, parent, verification_calibration(identity))
     exported = save_model(ema, final_config, run_dir / "export")
     if settings.export_dir:
         exported = save_model(ema, final_config, Path(settings.export_dir))

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..data.sets import TEACHER_SIZE
 from ..images import load_image
-from .datasets import TEACHER_SIZE
 
 
 class TeacherUnavailableError(RuntimeError):
