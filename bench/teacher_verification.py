@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from face_mtl.data.sets import build_splits
 from face_mtl.evaluate import VERIFICATION_PAIRS, predict_cached, verification_accuracy, verification_pairs
-from face_mtl.train.datasets import build_splits
 from face_mtl.weights import load_model
 
 

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from face_mtl.config import ModelConfig
+from face_mtl.data.sets import build_splits
 from face_mtl.model import FaceMTLNet
 from face_mtl.train.augment import AugmentSettings, augment_batch
-from face_mtl.train.datasets import build_splits
 from face_mtl.train.loop import Cycler, autocast_for, make_batch, prefetched
 from face_mtl.train.losses import CosFaceHead, multitask_loss
 from face_mtl.train.settings import TrainSettings

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from face_mtl.data.sets import build_splits
 from face_mtl.evaluate import evaluate_splits, headline
-from face_mtl.train.datasets import build_splits
 from face_mtl.weights import load_model
 
 
