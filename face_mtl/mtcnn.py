@@ -22,7 +22,9 @@ from torchvision.ops import batched_nms
 STAGE_THRESHOLDS = (0.6, 0.7, 0.7)
 PYRAMID_FACTOR = 0.709
 PNET_STRIDE, PNET_CELL = 2, 12
-NET_BATCH = 512  # candidate crops per R-Net / O-Net call, to bound memory
+# Candidate crops per R-Net / O-Net call: small enough that the activations stay in the CPU's
+# caches (measured: 64 ran R-Net about 3x and O-Net 5x faster than 512).
+NET_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,9 @@ class MTCNNNets(torch.nn.Module):
         from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
 
         self.pnet, self.rnet, self.onet = PNet(), RNet(), ONet()
-        self.eval()
+        # Channels-last runs these nets' small convolutions and 3x3 max-pools several times
+        # faster on the CPU than the default layout.
+        self.eval().to(memory_format=torch.channels_last)
 
 
 def pyramid_scales(height: int, width: int, min_face_size: float, factor: float = PYRAMID_FACTOR) -> list[float]:
@@ -59,12 +63,12 @@ def pyramid_scales(height: int, width: int, min_face_size: float, factor: float 
 
 
 def summed_area_table(images: torch.Tensor) -> torch.Tensor:
-    """B x 3 x (H+1) x (W+1) integer table of B x 3 x H x W uint8 images: entry (y, x) is the
-    sum of the pixels above and left of it, so any rectangle's sum is four look-ups."""
-    pixels = images.shape[-1] * images.shape[-2]
-    dtype = torch.int32 if pixels * 255 < 2**31 else torch.int64
-    table = images.to(dtype).cumsum(dim=2).cumsum(dim=3)
-    return F.pad(table, (1, 0, 1, 0))
+    """B x (H+1) x (W+1) x 3 table of B x H x W x 3 uint8 images: entry (y, x) is the sum of
+    the pixels above and left of it, so any rectangle's sum is four look-ups. float32 holds
+    every sum exactly while they stay below 2**24, float64 beyond (larger images)."""
+    exact_in_float32 = 255 * images.shape[1] * images.shape[2] < 2**24
+    table = images.to(torch.float32 if exact_in_float32 else torch.float64).cumsum(dim=1).cumsum(dim=2)
+    return F.pad(table, (0, 0, 1, 0, 1, 0))
 
 
 def _bin_edges(start: torch.Tensor, length: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,23 +85,25 @@ def area_crops(
     table: torch.Tensor, image_index: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor,
     left: torch.Tensor, right: torch.Tensor, size: int,
 ) -> torch.Tensor:
-    """K x 3 x size x size float32 crops, rows top..bottom-1 and columns left..right-1 of image
-    ``image_index[k]``, resampled by area averaging (as ``F.interpolate(mode="area")``)."""
+    """K x 3 x size x size float32 crops (channels-last memory), rows top..bottom-1 and columns
+    left..right-1 of image ``image_index[k]``, resampled by area averaging (as
+    ``F.interpolate(mode="area")``). ``table``: the images' ``summed_area_table``."""
     row0, row1 = _bin_edges(top, bottom - top, size)
     col0, col1 = _bin_edges(left, right - left, size)
-    b = image_index.to(torch.int64)[:, None, None]
-
-    def corner(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        # table[b, :, rows, cols] for every bin: K x size x size x 3
-        return table[b, :, rows[:, :, None], cols[:, None, :]]
-
-    sums = corner(row1, col1) - corner(row0, col1) - corner(row1, col0) + corner(row0, col0)
+    rows, cols = torch.cat([row0, row1], dim=1), torch.cat([col0, col1], dim=1)  # K x 2size
+    _, height1, width1, channels = table.shape
+    # Flat offsets of every corner, read with one index_select: several times faster than
+    # multi-dimensional indexing.
+    row_start = (image_index.to(torch.int64)[:, None] * height1 + rows) * (width1 * channels)
+    flat = (row_start[:, :, None] + cols[:, None, :] * channels)[..., None] + torch.arange(channels, device=table.device)
+    corners = table.reshape(-1).index_select(0, flat.reshape(-1)).view(len(rows), 2 * size, 2 * size, channels)
+    sums = (corners[:, size:, size:] - corners[:, :size, size:]) - (corners[:, size:, :size] - corners[:, :size, :size])
     area = ((row1 - row0)[:, :, None] * (col1 - col0)[:, None, :]).unsqueeze(-1)
-    return (sums.to(torch.float32) / area.to(torch.float32)).permute(0, 3, 1, 2)
+    return (sums / area.to(sums.dtype)).to(torch.float32).permute(0, 3, 1, 2)
 
 
 def _normalise(pixels: torch.Tensor) -> torch.Tensor:
-    return (pixels - 127.5) * 0.0078125
+    return ((pixels - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last)
 
 
 def _run_in_batches(net: torch.nn.Module, crops: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -200,9 +206,9 @@ def detect_faces(
     scales = pyramid_scales(height, width, min_face_size)
     if not scales:
         return [empty] * batch
-    uint8 = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2)
-    boxes, scores, image_index = _proposals(uint8.to(torch.float32), nets, scales, thresholds[0])
-    table = summed_area_table(uint8)
+    pixels = torch.from_numpy(np.ascontiguousarray(images)).to(device)  # B x H x W x 3 uint8
+    boxes, scores, image_index = _proposals(pixels.permute(0, 3, 1, 2).to(torch.float32), nets, scales, thresholds[0])
+    table = summed_area_table(pixels)
 
     # Stage 2: R-Net rescores and regresses every candidate at 24 x 24.
     if len(boxes):

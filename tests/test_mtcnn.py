@@ -85,8 +85,9 @@ def test_a_blank_image_and_a_tiny_one_have_no_faces(nets):
 
 def test_area_crops_equal_interpolate_area_on_each_window():
     rng = np.random.default_rng(0)
-    images = torch.from_numpy(rng.integers(0, 256, (2, 3, 57, 83), dtype=np.uint8))
+    images = torch.from_numpy(rng.integers(0, 256, (2, 57, 83, 3), dtype=np.uint8))
     table = summed_area_table(images)
+    images = images.permute(0, 3, 1, 2)
     windows = [(0, 0, 57, 83), (3, 5, 4, 9), (10, 2, 55, 30), (20, 40, 21, 41), (0, 60, 57, 83)]
     index = torch.tensor([0, 1, 1, 0, 1])
     top, left, bottom, right = (torch.tensor(v) for v in zip(*windows))

@@ -44,7 +44,7 @@ class TrainSettings:
     # worker competes with the network's threads (resnet18 64 px, bench/train_throughput.py:
     # 250 img/s in sequence, 225 prefetched; the data path alone runs at 8000 img/s).
     prefetch_batches: int = 0
-    precision: str = "auto"  # bf16 (autocast), fp32, or auto: bf16 on CUDA, fp32 on CPU
+    precision: str = "auto"  # bf16 (autocast), fp32, or auto: bf16 on CUDA and CPUs with native bf16
     threads: int | None = None
 
     def __post_init__(self) -> None:
