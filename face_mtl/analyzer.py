@@ -19,7 +19,9 @@ from .model import inference_runner, predict
 from .types import Comparison, Detection, Face, Match, NoFaceError
 from .weights import load_model, resolve_weights
 
-BATCH_SIZE = 256
+# Faces per network call: small batches keep the activations in the CPU caches (measured on
+# 2 cores: 32 faces a call ran predict_crops 45% faster than 256).
+BATCH_SIZE = 32
 
 
 def default_device() -> str:

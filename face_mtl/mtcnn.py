@@ -64,10 +64,12 @@ def pyramid_scales(height: int, width: int, min_face_size: float, factor: float 
 
 def summed_area_table(images: torch.Tensor) -> torch.Tensor:
     """B x (H+1) x (W+1) x 3 table of B x H x W x 3 uint8 images: entry (y, x) is the sum of
-    the pixels above and left of it, so any rectangle's sum is four look-ups. float32 holds
-    every sum exactly while they stay below 2**24, float64 beyond (larger images)."""
-    exact_in_float32 = 255 * images.shape[1] * images.shape[2] < 2**24
-    table = images.to(torch.float32 if exact_in_float32 else torch.float64).cumsum(dim=1).cumsum(dim=2)
+    the pixels above and left of it, so any rectangle's sum is four look-ups. Every sum is
+    exact: float32 (the fastest cumulative sum here) while sums stay below 2**24, int32 below
+    2**31, float64 beyond."""
+    largest = 255 * images.shape[1] * images.shape[2]
+    dtype = torch.float32 if largest < 2**24 else torch.int32 if largest < 2**31 else torch.float64
+    table = images.to(dtype).cumsum(dim=1, dtype=dtype).cumsum(dim=2, dtype=dtype)
     return F.pad(table, (0, 0, 1, 0, 1, 0))
 
 
@@ -99,7 +101,8 @@ def area_crops(
     corners = table.reshape(-1).index_select(0, flat.reshape(-1)).view(len(rows), 2 * size, 2 * size, channels)
     sums = (corners[:, size:, size:] - corners[:, :size, size:]) - (corners[:, size:, :size] - corners[:, :size, :size])
     area = ((row1 - row0)[:, :, None] * (col1 - col0)[:, None, :]).unsqueeze(-1)
-    return (sums / area.to(sums.dtype)).to(torch.float32).permute(0, 3, 1, 2)
+    mean = sums.to(torch.float64) / area if sums.dtype == torch.float64 else sums.to(torch.float32) / area.to(torch.float32)
+    return mean.to(torch.float32).permute(0, 3, 1, 2)
 
 
 def _normalise(pixels: torch.Tensor) -> torch.Tensor:

@@ -83,12 +83,14 @@ def test_a_blank_image_and_a_tiny_one_have_no_faces(nets):
     assert found[0].boxes.shape == (0, 4) and found[0].landmarks.shape == (0, 5, 2)
 
 
-def test_area_crops_equal_interpolate_area_on_each_window():
+@pytest.mark.parametrize("scale", [1, 9])  # 57 x 83 and 513 x 747: float32 and int32 tables
+def test_area_crops_equal_interpolate_area_on_each_window(scale):
     rng = np.random.default_rng(0)
-    images = torch.from_numpy(rng.integers(0, 256, (2, 57, 83, 3), dtype=np.uint8))
+    images = torch.from_numpy(rng.integers(0, 256, (2, 57 * scale, 83 * scale, 3), dtype=np.uint8))
     table = summed_area_table(images)
     images = images.permute(0, 3, 1, 2)
     windows = [(0, 0, 57, 83), (3, 5, 4, 9), (10, 2, 55, 30), (20, 40, 21, 41), (0, 60, 57, 83)]
+    windows = [tuple(v * scale for v in window) for window in windows]
     index = torch.tensor([0, 1, 1, 0, 1])
     top, left, bottom, right = (torch.tensor(v) for v in zip(*windows))
     for size in (24, 48):
