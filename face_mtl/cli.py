@@ -289,6 +289,9 @@ def _eval_command(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
     print(text)
+    if report["computed_precision"] != report["inference_precision"]:
+        print(f"face-mtl: note: {report['inference_precision']} was asked for, but this CPU has no native "
+              f"bfloat16: the figures were computed in {report['computed_precision']}", file=sys.stderr)
     return 0
 
 
@@ -405,7 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-pipeline", action="store_true",
                           help="skip the whole-pipeline check (FER+ via predict_crops, UTKFace via analyze)")
     evaluate.add_argument("--precision", choices=["fp32", "bf16"], default=None,
-                          help="inference precision (default: as the weights' config.json says)")
+                          help="inference precision (default: as the weights' config.json says); bf16 "
+                               "applies only on CPUs with native bfloat16, elsewhere fp32 is computed "
+                               "and the report's computed_precision says so")
     model_options(evaluate)
     flip_option(evaluate)
     evaluate.set_defaults(handler=_eval_command)

@@ -308,7 +308,7 @@ def evaluate_weights(
     """
     from .analyzer import FaceAnalyzer, default_device
     from .data.sets import build_splits, tight_found_rate
-    from .model import inference_runner
+    from .model import effective_precision, inference_runner
     from .weights import load_model, resolve_weights
 
     device = device or default_device()
@@ -326,6 +326,8 @@ def evaluate_weights(
         report["ferplus_tight"]["face_found_rate"] = tight_found_rate(Path(cache_dir))
     result = {"weights": str(folder), "backbone": config.backbone, "input_size": config.input_size,
               "test_time_flip": config.test_time_flip, "inference_precision": config.inference_precision,
+              # What the figures were computed in: bf16 falls back to fp32 on CPUs without native bf16.
+              "computed_precision": effective_precision(config, device),
               "summary": headline(report), **report}
     if pipeline:
         result["pipeline"] = evaluate_pipeline(

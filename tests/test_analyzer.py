@@ -170,7 +170,7 @@ def test_test_time_flip_averages_a_face_and_its_mirror_image(random_weights, gra
 
 
 def test_bf16_inference_stays_close_to_float32(random_weights, grace_hopper_path):
-    from face_mtl.model import cpu_has_native_bf16
+    from face_mtl.model import cpu_has_native_bf16, effective_precision
 
     fp32 = FaceAnalyzer(weights=random_weights, device="cpu", inference_precision="fp32")
     bf16 = FaceAnalyzer(weights=random_weights, device="cpu", inference_precision="bf16")
@@ -182,5 +182,7 @@ def test_bf16_inference_stays_close_to_float32(random_weights, grace_hopper_path
     assert b.embedding.dtype == np.float32 and float(a.embedding @ b.embedding) > 0.98
     if not cpu_has_native_bf16():  # bf16 is then ignored: the same float32 network runs
         np.testing.assert_allclose(list(b.emotions.values()), list(a.emotions.values()), atol=1e-6)
+    assert effective_precision(fp32.config, "cpu") == "fp32"
+    assert effective_precision(bf16.config, "cpu") == ("bf16" if cpu_has_native_bf16() else "fp32")
     with pytest.raises(ValueError, match="inference_precision"):
         FaceAnalyzer(weights=random_weights, device="cpu", inference_precision="int8")
