@@ -82,7 +82,8 @@ class MTCNNDetector:
 
     def __init__(self, settings: DetectorSettings | None = None, device: str = "cpu") -> None:
         self.settings = settings or DetectorSettings()
-        self._nets = MTCNNNets().to(device)
+        nets = MTCNNNets().to(device)
+        self._nets = nets.trace_for_cpu() if device == "cpu" else nets
         self.device = device
 
     def _scale_for(self, image: np.ndarray) -> float:

@@ -14,9 +14,10 @@ from face_mtl.mtcnn import MTCNNNets, area_crops, detect_faces, nms_min, pyramid
 from tests.conftest import EXAMPLES, compose_side_by_side
 
 
-@pytest.fixture(scope="module")
-def nets() -> MTCNNNets:
-    return MTCNNNets()
+@pytest.fixture(scope="module", params=["modules", "traced"])
+def nets(request) -> MTCNNNets:
+    # Both forms: the modules, and the traced copies that MTCNNDetector runs on the CPU.
+    return MTCNNNets() if request.param == "modules" else MTCNNNets().trace_for_cpu()
 
 
 @pytest.fixture(scope="module")
