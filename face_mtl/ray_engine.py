@@ -112,6 +112,35 @@ def _clear_parts(out: Path) -> None:
 
 
 @dataclass(frozen=True)
+class ActorPlan:
+    actors: int
+    gpus_per_actor: float  # 0: CPU actors
+    device: str  # "cuda" or "cpu", what each actor's FaceAnalyzer runs on
+
+
+def plan_actors(cpus: float, gpus: float, device: str | None, concurrency: int | None,
+                gpus_per_actor: float | None) -> ActorPlan:
+    """How many actors of which kind a cluster of ``cpus`` and ``gpus`` runs: GPU actors
+    (``gpus_per_actor`` each, default 1) when it has GPUs and ``device`` is not "cpu", else
+    CPU actors; ``concurrency`` of them, by default one per GPU share or one per CPU but one.
+    Raises BatchError for --device cuda without GPUs, and for as many CPU actors as CPUs: each
+    actor holds one CPU, and Ray Data's read tasks would then wait forever for one (seen:
+    --concurrency 2 on a 2-CPU machine never finished)."""
+    if device and device.startswith("cuda") and gpus == 0:
+        raise BatchError(f"--device {device}: the Ray cluster has no GPUs")
+    per_actor = 0.0 if device == "cpu" or gpus == 0 else (gpus_per_actor or 1.0)
+    default = max(1, int(gpus / per_actor)) if per_actor else max(1, int(cpus) - 1)
+    actors = concurrency or default
+    if not per_actor and actors >= cpus:
+        advice = f"use at most {int(cpus) - 1}" if cpus >= 2 else "use the local engine"
+        raise BatchError(
+            f"{actors} CPU actor(s) on a Ray cluster of {cpus:g} CPUs: each actor holds one CPU, "
+            f"which leaves none for reading the files; {advice}"
+        )
+    return ActorPlan(actors=actors, gpus_per_actor=per_actor, device="cuda" if per_actor else "cpu")
+
+
+@dataclass(frozen=True)
 class RayEngine:
     """Ray Data over a local instance (``address`` None; ``num_cpus`` caps it) or an existing
     cluster (``address``: "auto", "HOST:6379" or "ray://HOST:10001").
@@ -167,14 +196,8 @@ class RayEngine:
 
     def _pipeline(self, paths: list[str], options: AnalyzerOptions, layout: ImageLayout) -> ray.data.Dataset:
         resources = ray.cluster_resources()
-        gpus, cpus = float(resources.get("GPU", 0)), float(resources.get("CPU", 1))
-        wants_cpu = options.device == "cpu"
-        if options.device and options.device.startswith("cuda") and gpus == 0:
-            raise BatchError(f"--device {options.device}: the Ray cluster has no GPUs")
-        per_actor = 0.0 if wants_cpu or gpus == 0 else (self.gpus_per_actor or 1.0)
-        device = "cuda" if per_actor else "cpu"
-        default = max(1, int(gpus / per_actor)) if per_actor else max(1, int(cpus) - 1)
-        concurrency = self.concurrency or default
+        plan = plan_actors(float(resources.get("CPU", 1)), float(resources.get("GPU", 0)), options.device,
+                           self.concurrency, self.gpus_per_actor)
 
         # Files the driver cannot see (missing, folders) become error records here, as in the
         # local engine; everything else is read by Ray, bad images included.
@@ -186,12 +209,12 @@ class RayEngine:
             parts.append(
                 ray.data.read_binary_files(readable, include_paths=True).map_batches(
                     AnalyzeActor,
-                    fn_constructor_kwargs={"options": replace(options, device=device), "layout": layout},
+                    fn_constructor_kwargs={"options": replace(options, device=plan.device), "layout": layout},
                     batch_size=self.batch_size,
                     batch_format="numpy",
-                    compute=ray.data.ActorPoolStrategy(size=concurrency),
+                    compute=ray.data.ActorPoolStrategy(size=plan.actors),
                     num_cpus=1,
-                    num_gpus=per_actor or None,
+                    num_gpus=plan.gpus_per_actor or None,
                 )
             )
         if unreadable:

@@ -327,3 +327,22 @@ def test_ray_engine_writes_the_records_of_the_local_engine(tmp_path, collection,
     expected = [*records, {"image": missing, "error": "no such file"}]
     assert_same_records(list(read_records(out)), expected)
     assert done_inputs(out, "image") == {r["image"] for r in expected}
+
+
+def test_ray_actor_plan_leaves_a_cpu_for_reading_and_uses_gpus_when_there():
+    pytest.importorskip("ray.data")
+    from face_mtl.batch import BatchError
+    from face_mtl.ray_engine import plan_actors
+
+    cpu = plan_actors(cpus=8, gpus=0, device=None, concurrency=None, gpus_per_actor=None)
+    assert (cpu.actors, cpu.gpus_per_actor, cpu.device) == (7, 0.0, "cpu")
+    assert plan_actors(8, 2, None, None, 0.5) == plan_actors(8, 2, "cuda", 4, 0.5)
+    assert plan_actors(8, 2, None, None, 0.5).actors == 4 and plan_actors(8, 2, None, None, 0.5).device == "cuda"
+    assert plan_actors(8, 2, "cpu", None, None).device == "cpu"  # --device cpu keeps to CPU actors
+    # As many CPU actors as CPUs would leave Ray Data's read tasks waiting forever.
+    with pytest.raises(BatchError, match="at most 1"):
+        plan_actors(2, 0, None, 2, None)
+    with pytest.raises(BatchError, match="local engine"):
+        plan_actors(1, 0, None, None, None)
+    with pytest.raises(BatchError, match="no GPUs"):
+        plan_actors(4, 0, "cuda", None, None)
