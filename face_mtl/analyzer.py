@@ -12,7 +12,7 @@ from PIL import Image
 
 from . import identity
 from .crop import crop_face, resize_crop, to_input_tensor
-from .detect import Detector, DetectorSettings, MTCNNDetector
+from .detect import Detector, DetectorSettings, shared_detector
 from .images import ImageInput, array_to_rgb, load_image, pil_to_rgb
 from .limits import Limits, current_limits
 from .model import inference_runner, predict
@@ -37,11 +37,6 @@ def _cached_model(folder: str, device: str, precision: str | None):
     # Depthwise-separable backbones run markedly faster in channels-last layout.
     model = model.to(memory_format=torch.channels_last)
     return model, config, inference_runner(model, config, device)
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_detector(settings: DetectorSettings, device: str) -> MTCNNDetector:
-    return MTCNNDetector(settings, device=device)
 
 
 def _image_name(image: ImageInput, fallback: str) -> str:
@@ -100,7 +95,7 @@ class FaceAnalyzer:
         }
         settings = DetectorSettings(**{k: v for k, v in overrides.items() if v is not None})
         self.max_faces = settings.max_faces  # faces per image, the largest kept
-        self.detector = detector or _cached_detector(settings, self.device)
+        self.detector = detector or shared_detector(settings, self.device)
 
     def detect(self, image: ImageInput) -> list[Detection]:
         """Faces found in the image, largest first, without running the attribute network."""

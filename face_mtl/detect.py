@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -119,3 +120,10 @@ class MTCNNDetector:
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Detect faces in one HxWx3 uint8 RGB image, largest first."""
         return self.detect_batch([image])[0]
+
+
+@functools.lru_cache(maxsize=4)
+def shared_detector(settings: DetectorSettings, device: str = "cpu") -> MTCNNDetector:
+    """One MTCNNDetector per settings and device per process: building one loads and traces its
+    three nets, and it keeps no state between calls, so every caller can share it."""
+    return MTCNNDetector(settings, device=device)

@@ -185,11 +185,6 @@ def verification_report(scores: PairScores) -> dict[str, Any]:
     return {**verification_accuracy(scores.similarities, scores.is_same), "people": scores.people}
 
 
-def identity_verification(model, config, people, device: str = "cpu") -> dict[str, Any]:
-    """Verification accuracy on same/different pairs of a CropSet of held-out people."""
-    return verification_report(pair_scores(model, config, people, device))
-
-
 def verification_calibration(scores: PairScores, split: str = "celeba_val") -> dict[str, Any]:
     """The same-person threshold of the identity embedding, calibrated on held-out people.
 

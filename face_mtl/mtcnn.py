@@ -118,8 +118,9 @@ def area_crops(
     corners = table.reshape(-1).index_select(0, flat.reshape(-1)).view(len(rows), 2 * size, 2 * size, channels)
     sums = (corners[:, size:, size:] - corners[:, :size, size:]) - (corners[:, size:, :size] - corners[:, :size, :size])
     area = ((row1 - row0)[:, :, None] * (col1 - col0)[:, None, :]).unsqueeze(-1)
-    mean = sums.to(torch.float64) / area if sums.dtype == torch.float64 else sums.to(torch.float32) / area.to(torch.float32)
-    return mean.to(torch.float32).permute(0, 3, 1, 2)
+    # Means in float64 only when the table needed it; int32 sums divide in float32.
+    dtype = torch.float64 if sums.dtype == torch.float64 else torch.float32
+    return (sums.to(dtype) / area.to(dtype)).to(torch.float32).permute(0, 3, 1, 2)
 
 
 def _normalise(pixels: torch.Tensor) -> torch.Tensor:

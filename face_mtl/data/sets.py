@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from ..config import EMOTIONS
 from ..crop import crop_face
-from ..detect import DetectorSettings, MTCNNDetector
+from ..detect import DetectorSettings, shared_detector
 from ..images import load_image
 
 CACHE_MARGIN = 0.1
@@ -179,7 +179,7 @@ def _cache_shape(size: int) -> tuple[int, int, int]:
 
 def _detect_arrays(images: list[np.ndarray], batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """Box of the largest face in each HxWx3 image; (boxes N x 4, found mask)."""
-    detector = MTCNNDetector(PREPROCESS_DETECTOR)
+    detector = shared_detector(PREPROCESS_DETECTOR)
     boxes = np.zeros((len(images), 4), np.float32)
     found = np.zeros(len(images), bool)
     for start in tqdm(range(0, len(images), batch), desc="detecting faces", unit="batch"):
