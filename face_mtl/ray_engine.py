@@ -125,7 +125,8 @@ def plan_actors(cpus: float, gpus: float, device: str | None, concurrency: int |
     CPU actors; ``concurrency`` of them, by default one per GPU share or one per CPU but one.
     Raises BatchError for --device cuda without GPUs, and for as many CPU actors as CPUs: each
     actor holds one CPU, and Ray Data's read tasks would then wait forever for one (seen:
-    --concurrency 2 on a 2-CPU machine never finished)."""
+    --concurrency 2 on a 2-CPU machine had not finished 1000 photos after 5 minutes, against
+    67 s with one actor)."""
     if device and device.startswith("cuda") and gpus == 0:
         raise BatchError(f"--device {device}: the Ray cluster has no GPUs")
     per_actor = 0.0 if device == "cpu" or gpus == 0 else (gpus_per_actor or 1.0)
