@@ -124,7 +124,7 @@ def plan_actors(cpus: float, gpus: float, device: str | None, concurrency: int |
     (``gpus_per_actor`` each, default 1) when it has GPUs and ``device`` is not "cpu", else
     CPU actors; ``concurrency`` of them, by default one per GPU share or one per CPU but one.
     Raises BatchError for --device cuda without GPUs, and for as many CPU actors as CPUs: each
-    actor holds one CPU, and Ray Data's read tasks would then wait forever for one (seen:
+    actor holds one CPU, and Ray Data's read tasks would then wait for one (seen:
     --concurrency 2 on a 2-CPU machine had not finished 1000 photos after 5 minutes, against
     67 s with one actor)."""
     if device and device.startswith("cuda") and gpus == 0:
