@@ -111,11 +111,12 @@ def area_crops(
     col0, col1 = _bin_edges(left, right - left, size)
     rows, cols = torch.cat([row0, row1], dim=1), torch.cat([col0, col1], dim=1)  # K x 2size
     _, height1, width1, channels = table.shape
-    # Flat offsets of every corner, read with one index_select: several times faster than
-    # multi-dimensional indexing.
-    row_start = (image_index.to(torch.int64)[:, None] * height1 + rows) * (width1 * channels)
-    flat = (row_start[:, :, None] + cols[:, None, :] * channels)[..., None] + torch.arange(channels, device=table.device)
-    corners = table.reshape(-1).index_select(0, flat.reshape(-1)).view(len(rows), 2 * size, 2 * size, channels)
+    # Flat pixel offsets of every corner, read with one index_select of whole pixels (all
+    # channels at once): several times faster than multi-dimensional indexing, and 1.5-1.8x
+    # faster than indexing every channel value.
+    row_start = (image_index.to(torch.int64)[:, None] * height1 + rows) * width1
+    flat = row_start[:, :, None] + cols[:, None, :]
+    corners = table.reshape(-1, channels).index_select(0, flat.reshape(-1)).view(len(rows), 2 * size, 2 * size, channels)
     sums = (corners[:, size:, size:] - corners[:, :size, size:]) - (corners[:, size:, :size] - corners[:, :size, :size])
     area = ((row1 - row0)[:, :, None] * (col1 - col0)[:, None, :]).unsqueeze(-1)
     # Means in float64 only when the table needed it; int32 sums divide in float32.
@@ -228,7 +229,9 @@ def detect_faces(
     if not scales:
         return [empty] * batch
     pixels = torch.from_numpy(np.ascontiguousarray(images)).to(device)  # B x H x W x 3 uint8
-    boxes, scores, image_index = _proposals(pixels.permute(0, 3, 1, 2).to(torch.float32), nets, scales, thresholds[0])
+    # Planar (NCHW) pixels: the pyramid's area resampling ran 1.5x faster than on channels-last.
+    planar = pixels.permute(0, 3, 1, 2).contiguous().to(torch.float32)
+    boxes, scores, image_index = _proposals(planar, nets, scales, thresholds[0])
     table = summed_area_table(pixels)
 
     # Stage 2: R-Net rescores and regresses every candidate at 24 x 24.
