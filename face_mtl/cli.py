@@ -17,6 +17,17 @@ class CliError(Exception):
     """A user-facing failure: printed as one line, exit code 2."""
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts: an integer of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def _format_table(image: str, faces: list) -> str:
     if not faces:
         return f"{image}: no faces found"
@@ -221,7 +232,7 @@ def _analyze_collection(args: argparse.Namespace) -> int:
         if args.address or args.num_cpus or args.concurrency or args.gpus_per_actor:
             raise CliError("--address, --num-cpus, --concurrency and --gpus-per-actor are for --engine ray")
         _check_device(args.device)  # a Ray cluster's GPUs are checked on the cluster
-        settings = {"batch_size": args.batch_size, "decode_threads": args.threads}
+        settings = {"batch_size": args.batch_size, "decode_threads": args.threads, "workers": args.workers}
     else:
         settings = {
             "address": args.address, "num_cpus": args.num_cpus, "concurrency": args.concurrency,
@@ -311,7 +322,7 @@ def _calibrate_command(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .batch import BATCH_SIZE, DECODE_THREADS
+    from .batch import BATCH_SIZE, DECODE_THREADS, WORKERS
     from .limits import ENVIRONMENT
     from .video import DEFAULT_SMOOTHING
 
@@ -342,14 +353,16 @@ def build_parser() -> argparse.ArgumentParser:
     collection_options(analyze)
     analyze.add_argument("--engine", choices=("local", "ray"), default="local",
                          help="with --out: this process (default) or a Ray Data pipeline (the [scale] extra)")
-    analyze.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+    analyze.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE,
                          help=f"with --out: images per network batch, per Ray actor call (default {BATCH_SIZE})")
-    analyze.add_argument("--threads", type=int, default=DECODE_THREADS,
+    analyze.add_argument("--threads", type=positive_int, default=DECODE_THREADS,
                          help=f"local engine: threads decoding the next images (default {DECODE_THREADS})")
+    analyze.add_argument("--workers", type=positive_int, default=WORKERS,
+                         help=f"local engine: batches analysed at once, each on its share of the cores (default {WORKERS})")
     analyze.add_argument("--address", help="Ray engine: join this cluster (auto, HOST:6379, ray://HOST:10001); "
                          "default: start a local instance")
-    analyze.add_argument("--num-cpus", type=int, help="Ray engine: CPUs of the local instance (default: all)")
-    analyze.add_argument("--concurrency", type=int,
+    analyze.add_argument("--num-cpus", type=positive_int, help="Ray engine: CPUs of the local instance (default: all)")
+    analyze.add_argument("--concurrency", type=positive_int,
                          help="Ray engine: actors, each holding one model (default: one per GPU, else CPUs - 1)")
     analyze.add_argument("--gpus-per-actor", type=float,
                          help="Ray engine: GPU share per actor when the cluster has GPUs (default 1)")

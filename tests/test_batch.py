@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,14 @@ import pytest
 from PIL import Image
 
 from face_mtl.batch import (
+    AnalyzerOptions,
     ImageLayout,
+    LocalEngine,
     VideoLayout,
     analyze_many,
     discover,
     done_inputs,
+    map_ahead,
     one_line_reason,
     open_writer,
     read_records,
@@ -140,10 +144,62 @@ def test_records_match_analyze_image_by_image(collection, analyzer, records):
     assert_same_records([mapped[e["image"]] for e in expected], expected)
 
 
-def test_batch_size_and_threads_do_not_change_records(collection, analyzer, records):
+def test_batch_size_threads_and_workers_do_not_change_records(collection, analyzer, records):
     root, _ = collection
-    one_by_one = list(analyze_many([root], analyzer, batch_size=1, decode_threads=1))
+    one_by_one = list(analyze_many([root], analyzer, batch_size=1, decode_threads=1, workers=1))
     assert_same_records(one_by_one, records)
+    # Three one-image batches in flight at once: records still come back in input order.
+    concurrent = list(analyze_many([root], analyzer, batch_size=1, workers=3))
+    assert [r["image"] for r in concurrent] == [r["image"] for r in records]
+    assert_same_records(concurrent, records)
+
+
+def test_map_ahead_keeps_order_and_bounds_the_work_in_flight():
+    import threading
+    import time
+
+    started: list[int] = []
+    running, most = 0, 0
+    lock = threading.Lock()
+
+    def slow_square(x: int) -> int:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+            started.append(x)
+        time.sleep(0.02 * (x % 3))  # later items often finish first
+        with lock:
+            running -= 1
+        return x * x
+
+    with ThreadPoolExecutor(4) as pool:
+        results = map_ahead(slow_square, range(12), pool, ahead=2)
+        assert next(results) == 0
+        assert len(started) <= 3  # lazy: only what the window holds was submitted
+        assert list(results) == [x * x for x in range(1, 12)]
+    assert most <= 2
+
+
+def test_loader_errors_become_records_and_engine_restores_torch_threads(tmp_path, analyzer, astronaut_path):
+    import torch
+
+    from face_mtl.batch import analyze_files
+
+    def loader(path: str):
+        if path == "broken":
+            raise OSError("device not ready")
+        return load_image(path)
+
+    got = list(analyze_files([str(astronaut_path), "broken"], analyzer, workers=2, loader=loader))
+    assert got[1] == {"image": "broken", "error": "device not ready"}
+    assert len(got[0]["faces"]) == 1
+
+    before = torch.get_num_threads()
+    out = tmp_path / "r.jsonl"
+    summary = LocalEngine(workers=2, progress=False).run([str(astronaut_path)], out, AnalyzerOptions(device="cpu"))
+    assert torch.get_num_threads() == before
+    assert summary.errors == 0 and len(list(read_records(out))[0]["faces"]) == 1
 
 
 def test_decode_image_errors_read_like_load_image(tmp_path):
@@ -268,6 +324,8 @@ def test_cli_writes_every_format_and_resumes(tmp_path, collection, records):
 def test_cli_refuses_collection_options_without_out(astronaut_path):
     result = run_cli("analyze", str(astronaut_path), "--engine", "ray")
     assert result.returncode == 2 and "--engine" in result.stderr and "--out" in result.stderr
+    result = run_cli("analyze", str(astronaut_path), "--out", "results.jsonl", "--workers", "0")
+    assert result.returncode == 2 and "--workers: must be 1 or more, got 0" in result.stderr
     result = run_cli("analyze", str(astronaut_path), "--out", "results.txt")
     assert result.returncode == 2 and "unknown output format" in result.stderr
 
