@@ -15,7 +15,7 @@ from .crop import crop_face, resize_crop, to_input_tensor
 from .detect import Detector, DetectorSettings, shared_detector
 from .images import ImageInput, array_to_rgb, load_image, pil_to_rgb
 from .limits import Limits, current_limits
-from .model import inference_runner, predict
+from .model import RUNTIMES, inference_runner, predict
 from .types import Comparison, Detection, Face, Match, NoFaceError
 from .weights import load_model, resolve_weights
 
@@ -29,14 +29,15 @@ def default_device() -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_model(folder: str, device: str, precision: str | None):
-    # One model per weights folder, device and precision per process, however many analyzers exist.
+def _cached_model(folder: str, device: str, precision: str | None, runtime: str):
+    # One model per weights folder, device, precision and runtime per process, however many
+    # analyzers exist.
     model, config = load_model(folder, device=device)
     if precision is not None:
         config = config.with_updates(inference_precision=precision)
     # Depthwise-separable backbones run markedly faster in channels-last layout.
     model = model.to(memory_format=torch.channels_last)
-    return model, config, inference_runner(model, config, device)
+    return model, config, inference_runner(model, config, device, runtime)
 
 
 def _image_name(image: ImageInput, fallback: str) -> str:
@@ -61,7 +62,9 @@ class FaceAnalyzer:
     ``max_side`` (see DetectorSettings), or a ready ``detector``. ``test_time_flip``: average
     each face with its mirror image (default: the weights' config.json, True when unset);
     False halves the network's cost. ``inference_precision``: "bf16" or "fp32" (default: the
-    weights' config.json; bf16 applies only on CPUs with native bfloat16). ``limits``: input
+    weights' config.json; bf16 applies only on CPUs with native bfloat16). ``runtime``: what
+    runs the network on the CPU in fp32: "auto" (ONNX Runtime where installed, else torch),
+    "onnx" or "torch"; the figures are the same to 1e-5. ``limits``: input
     limits (default: ``current_limits()``, from the environment); ``max_faces`` defaults to
     ``limits.max_faces``.
     """
@@ -78,6 +81,7 @@ class FaceAnalyzer:
         detector: Detector | None = None,
         test_time_flip: bool | None = None,
         inference_precision: str | None = None,
+        runtime: str = "auto",
         limits: Limits | None = None,
     ) -> None:
         self.device = device or default_device()
@@ -85,7 +89,11 @@ class FaceAnalyzer:
         folder = resolve_weights(weights)
         if inference_precision not in (None, "fp32", "bf16"):
             raise ValueError(f"inference_precision must be fp32 or bf16, not {inference_precision!r}")
-        self.model, self.config, self._runner = _cached_model(str(folder.resolve()), self.device, inference_precision)
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+        self.model, self.config, self._runner = _cached_model(
+            str(folder.resolve()), self.device, inference_precision, runtime
+        )
         self.test_time_flip = self.config.test_time_flip if test_time_flip is None else bool(test_time_flip)
         overrides = {
             "threshold": threshold,

@@ -292,7 +292,7 @@ def _eval_command(args: argparse.Namespace) -> int:
         report = evaluate_weights(
             args.weights, data_dir=Path(args.data), cache_dir=Path(args.cache), device=args.device,
             pipeline=not args.no_pipeline, test_time_flip=False if args.no_flip else None,
-            inference_precision=args.precision,
+            inference_precision=args.precision, runtime=args.runtime,
         )
     except (WeightsNotFoundError, WeightsMismatchError) as error:
         raise CliError(str(error)) from None
@@ -424,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="inference precision (default: as the weights' config.json says); bf16 "
                                "applies only on CPUs with native bfloat16, elsewhere fp32 is computed "
                                "and the report's computed_precision says so")
+    evaluate.add_argument("--runtime", choices=["auto", "onnx", "torch"], default="auto",
+                          help="CPU runtime in fp32 (default auto: ONNX Runtime where installed, else torch)")
     model_options(evaluate)
     flip_option(evaluate)
     evaluate.set_defaults(handler=_eval_command)

@@ -295,15 +295,16 @@ def evaluate_weights(
     pipeline: bool = True,
     test_time_flip: bool | None = None,
     inference_precision: str | None = None,
+    runtime: str = "auto",
 ) -> dict[str, Any]:
     """Load weights (path, Hub id or None for bundled) and report every metric as a dict.
 
     ``test_time_flip``, ``inference_precision``: override the weights' config (None: as
-    config.json says).
+    config.json says). ``runtime``: the CPU runtime, as ``FaceAnalyzer``'s.
     """
     from .analyzer import FaceAnalyzer, default_device
     from .data.sets import build_splits, tight_found_rate
-    from .model import effective_precision, inference_runner
+    from .model import effective_precision, inference_runner, runner_runtime
     from .weights import load_model, resolve_weights
 
     device = device or default_device()
@@ -315,18 +316,18 @@ def evaluate_weights(
         config = config.with_updates(inference_precision=inference_precision)
     splits = build_splits(Path(data_dir), Path(cache_dir), config.input_size)
     # Measured through the same runner as FaceAnalyzer (bf16 where the config asks for it).
-    runner = inference_runner(model, config, device)
+    runner = inference_runner(model, config, device, runtime)
     report = evaluate_splits(runner, config, splits, device, fer_labels=ferplus_val_labels(Path(data_dir)))
     if "ferplus_tight" in report:
         report["ferplus_tight"]["face_found_rate"] = tight_found_rate(Path(cache_dir))
     result = {"weights": str(folder), "backbone": config.backbone, "input_size": config.input_size,
               "test_time_flip": config.test_time_flip, "inference_precision": config.inference_precision,
               # What the figures were computed in: bf16 falls back to fp32 on CPUs without native bf16.
-              "computed_precision": effective_precision(config, device),
+              "computed_precision": effective_precision(config, device), "runtime": runner_runtime(runner),
               "summary": headline(report), **report}
     if pipeline:
         result["pipeline"] = evaluate_pipeline(
             FaceAnalyzer(weights=folder, device=device, test_time_flip=config.test_time_flip,
-                         inference_precision=config.inference_precision), Path(data_dir)
+                         inference_precision=config.inference_precision, runtime=runtime), Path(data_dir)
         )
     return result

@@ -74,13 +74,30 @@ def effective_precision(config: ModelConfig, device: str) -> str:
     return "bf16" if wanted and device == "cpu" and cpu_has_native_bf16() else "fp32"
 
 
-def inference_runner(model: FaceMTLNet, config: ModelConfig, device: str) -> nn.Module:
-    """What analysis and evaluation run: on CPU a traced, frozen copy (BatchNorm folded into
-    convolutions, oneDNN kernels), under bf16 autocast where ``config.inference_precision``
-    asks for it and the CPU has native bf16; elsewhere, or if tracing fails, the module itself."""
+RUNTIMES = ("auto", "onnx", "torch")
+
+
+def inference_runner(model: FaceMTLNet, config: ModelConfig, device: str, runtime: str = "auto"):
+    """What analysis and evaluation run, called like the module. On the CPU in float32: the
+    network in ONNX Runtime (``runtime`` "auto" where it is installed, or "onnx"), else a
+    traced, frozen copy (BatchNorm folded into convolutions, oneDNN kernels), which also runs
+    bf16 autocast where ``config.inference_precision`` asks for it and the CPU has native
+    bf16. On other devices, or if tracing fails, the module itself."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
     if device != "cpu":
         return model
     bf16 = effective_precision(config, device) == "bf16"
+    if not bf16 and runtime != "torch":
+        from .onnx_runner import OnnxRunner, onnx_runtime_available
+
+        if runtime == "onnx" or onnx_runtime_available():
+            try:
+                return OnnxRunner(model, config.input_size)
+            except Exception:
+                if runtime == "onnx":
+                    raise
+                # "auto": an optimisation only, never a reason to fail; torch runs it below.
     runner = _BF16Autocast(model) if bf16 else model
     side = config.input_size
     example = torch.zeros(2, 3, side, side).contiguous(memory_format=torch.channels_last)
@@ -91,6 +108,11 @@ def inference_runner(model: FaceMTLNet, config: ModelConfig, device: str) -> nn.
             return torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
     except Exception:  # an optimisation only: never a reason to fail
         return runner
+
+
+def runner_runtime(runner) -> str:
+    """"onnx" or "torch": what an ``inference_runner`` computes with."""
+    return getattr(runner, "runtime", "torch")
 
 
 def expected_years(age_distribution: torch.Tensor) -> torch.Tensor:

@@ -186,3 +186,44 @@ def test_bf16_inference_stays_close_to_float32(random_weights, grace_hopper_path
     assert effective_precision(bf16.config, "cpu") == ("bf16" if cpu_has_native_bf16() else "fp32")
     with pytest.raises(ValueError, match="inference_precision"):
         FaceAnalyzer(weights=random_weights, device="cpu", inference_precision="int8")
+
+
+def test_onnx_and_torch_runtimes_give_the_same_faces(grace_hopper_path):
+    import torch
+
+    from face_mtl.onnx_runner import OnnxRunner
+
+    onnx = FaceAnalyzer(device="cpu", runtime="onnx")
+    traced = FaceAnalyzer(device="cpu", runtime="torch")
+    assert isinstance(onnx._runner, OnnxRunner) and not isinstance(traced._runner, OnnxRunner)
+    a, b = onnx.analyze(grace_hopper_path)[0], traced.analyze(grace_hopper_path)[0]
+    np.testing.assert_allclose(list(a.emotions.values()), list(b.emotions.values()), atol=1e-4)
+    np.testing.assert_allclose(list(a.ethnicities.values()), list(b.ethnicities.values()), atol=1e-4)
+    assert a.age == pytest.approx(b.age, abs=1e-3) and float(a.embedding @ b.embedding) > 0.99999
+    # Any batch size, and the thread count torch is set to at call time.
+    crops = [np.asarray(load_image(grace_hopper_path))[40 + 9 * i : 300, 60:320] for i in range(5)]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one_thread = onnx.predict_crops(crops)
+    finally:
+        torch.set_num_threads(before)
+    for x, y in zip(one_thread, traced.predict_crops(crops)):
+        np.testing.assert_allclose(list(x.emotions.values()), list(y.emotions.values()), atol=1e-4)
+    with pytest.raises(ValueError, match="runtime"):
+        FaceAnalyzer(device="cpu", runtime="tensorrt")
+
+
+def test_auto_runtime_falls_back_to_torch_without_onnxruntime(random_weights, monkeypatch):
+    import sys
+
+    from face_mtl.model import inference_runner
+    from face_mtl.onnx_runner import OnnxRunner
+    from face_mtl.weights import load_model
+
+    model, config = load_model(random_weights, device="cpu")
+    assert isinstance(inference_runner(model, config, "cpu"), OnnxRunner)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    assert not isinstance(inference_runner(model, config, "cpu"), OnnxRunner)
+    with pytest.raises(ImportError):
+        inference_runner(model, config, "cpu", runtime="onnx")

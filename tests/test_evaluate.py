@@ -69,3 +69,19 @@ def test_verification_pairs_and_accuracy():
     assert verification_accuracy(separable, same, folds=2)["accuracy"] == 1.0
     # A similarity that says nothing: at best chance level on held-out folds.
     assert verification_accuracy(np.full(len(same), 0.5), same, folds=2)["accuracy"] == 0.5
+
+
+def test_cached_predictions_are_the_same_through_onnx_runtime_and_the_module(random_weights):
+    from face_mtl.evaluate import predict_cached
+    from face_mtl.model import inference_runner, runner_runtime
+    from face_mtl.weights import load_model
+
+    model, config = load_model(random_weights, device="cpu")
+    crops = np.random.default_rng(0).integers(0, 256, (5, 80, 80, 3), dtype=np.uint8)
+    runner = inference_runner(model, config, "cpu", runtime="onnx")
+    assert runner_runtime(runner) == "onnx" and runner_runtime(model) == "torch"
+    through_onnx = predict_cached(runner, crops, config, batch=2)  # uneven last batch
+    through_module = predict_cached(model, crops, config)
+    for key, values in through_module.items():
+        assert through_onnx[key].shape == values.shape
+        np.testing.assert_allclose(through_onnx[key], values, atol=1e-4, err_msg=key)
