@@ -11,11 +11,12 @@ import torch
 from PIL import Image
 
 from . import identity
+from .config import RUNTIMES
 from .crop import crop_face, resize_crop, to_input_tensor
 from .detect import Detector, DetectorSettings, shared_detector
 from .images import ImageInput, array_to_rgb, load_image, pil_to_rgb
 from .limits import Limits, current_limits
-from .model import RUNTIMES, inference_runner, predict
+from .model import inference_runner, predict
 from .types import Comparison, Detection, Face, Match, NoFaceError
 from .weights import load_model, resolve_weights
 

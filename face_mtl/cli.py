@@ -80,7 +80,9 @@ def _analyze_command(args: argparse.Namespace) -> int:
 
     if args.out:
         return _analyze_collection(args)
-    _refuse_collection_options(args, ("resume", "engine", "address", "num_cpus", "concurrency", "gpus_per_actor"))
+    _refuse_collection_options(
+        args, ("resume", "engine", "address", "num_cpus", "concurrency", "gpus_per_actor", "threads", "workers")
+    )
     # Read every image first so a bad file fails fast, before the model loads.
     images = [(path, load_image(path)) for path in args.images]
     analyzer = _analyzer(args)
@@ -211,7 +213,7 @@ def _people_command(args: argparse.Namespace) -> int:
 # Collection options and their "not given" values: without --out they would be silently ignored.
 _COLLECTION_DEFAULTS = {
     "resume": False, "engine": "local", "address": None, "num_cpus": None, "concurrency": None,
-    "gpus_per_actor": None,
+    "gpus_per_actor": None, "threads": None, "workers": None,
 }  # fmt: skip
 
 
@@ -232,8 +234,12 @@ def _analyze_collection(args: argparse.Namespace) -> int:
         if args.address or args.num_cpus or args.concurrency or args.gpus_per_actor:
             raise CliError("--address, --num-cpus, --concurrency and --gpus-per-actor are for --engine ray")
         _check_device(args.device)  # a Ray cluster's GPUs are checked on the cluster
-        settings = {"batch_size": args.batch_size, "decode_threads": args.threads, "workers": args.workers}
+        settings = {"batch_size": args.batch_size}
+        settings.update({name: value for name, value in (("decode_threads", args.threads), ("workers", args.workers))
+                         if value is not None})
     else:
+        if args.threads or args.workers:
+            raise CliError("--threads and --workers are for --engine local (Ray: --concurrency)")
         settings = {
             "address": args.address, "num_cpus": args.num_cpus, "concurrency": args.concurrency,
             "batch_size": args.batch_size, "gpus_per_actor": args.gpus_per_actor,
@@ -284,6 +290,7 @@ def _train_command(args: argparse.Namespace) -> int:
 
 def _eval_command(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_weights
+    from .model import RuntimeUnavailableError
     from .weights import WeightsMismatchError, WeightsNotFoundError
 
     _check_data_dir(args.data)
@@ -294,7 +301,7 @@ def _eval_command(args: argparse.Namespace) -> int:
             pipeline=not args.no_pipeline, test_time_flip=False if args.no_flip else None,
             inference_precision=args.precision, runtime=args.runtime,
         )
-    except (WeightsNotFoundError, WeightsMismatchError) as error:
+    except (WeightsNotFoundError, WeightsMismatchError, RuntimeUnavailableError) as error:
         raise CliError(str(error)) from None
     text = json.dumps(report, indent=2)
     if args.out:
@@ -323,6 +330,7 @@ def _calibrate_command(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .batch import BATCH_SIZE, DECODE_THREADS, WORKERS
+    from .config import RUNTIMES
     from .limits import ENVIRONMENT
     from .video import DEFAULT_SMOOTHING
 
@@ -355,9 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="with --out: this process (default) or a Ray Data pipeline (the [scale] extra)")
     analyze.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE,
                          help=f"with --out: images per network batch, per Ray actor call (default {BATCH_SIZE})")
-    analyze.add_argument("--threads", type=positive_int, default=DECODE_THREADS,
+    analyze.add_argument("--threads", type=positive_int,
                          help=f"local engine: threads decoding the next images (default {DECODE_THREADS})")
-    analyze.add_argument("--workers", type=positive_int, default=WORKERS,
+    analyze.add_argument("--workers", type=positive_int,
                          help=f"local engine: batches analysed at once, each on its share of the cores (default {WORKERS})")
     analyze.add_argument("--address", help="Ray engine: join this cluster (auto, HOST:6379, ray://HOST:10001); "
                          "default: start a local instance")
@@ -424,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="inference precision (default: as the weights' config.json says); bf16 "
                                "applies only on CPUs with native bfloat16, elsewhere fp32 is computed "
                                "and the report's computed_precision says so")
-    evaluate.add_argument("--runtime", choices=["auto", "onnx", "torch"], default="auto",
+    evaluate.add_argument("--runtime", choices=RUNTIMES, default="auto",
                           help="CPU runtime in fp32 (default auto: ONNX Runtime where installed, else torch)")
     model_options(evaluate)
     flip_option(evaluate)

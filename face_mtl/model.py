@@ -9,11 +9,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig
+from .config import RUNTIMES, ModelConfig
 
 
 class UnknownBackboneError(ValueError):
     pass
+
+
+class RuntimeUnavailableError(ValueError):
+    """The runtime asked for cannot run this network here (not installed, or not for this
+    device or precision)."""
 
 
 class FaceMTLNet(nn.Module):
@@ -74,9 +79,6 @@ def effective_precision(config: ModelConfig, device: str) -> str:
     return "bf16" if wanted and device == "cpu" and cpu_has_native_bf16() else "fp32"
 
 
-RUNTIMES = ("auto", "onnx", "torch")
-
-
 def inference_runner(model: FaceMTLNet, config: ModelConfig, device: str, runtime: str = "auto"):
     """What analysis and evaluation run, called like the module. On the CPU in float32: the
     network in ONNX Runtime (``runtime`` "auto" where it is installed, or "onnx"), else a
@@ -85,19 +87,26 @@ def inference_runner(model: FaceMTLNet, config: ModelConfig, device: str, runtim
     bf16. On other devices, or if tracing fails, the module itself."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    bf16 = device == "cpu" and effective_precision(config, device) == "bf16"
+    if runtime == "onnx" and (device != "cpu" or bf16):
+        where = f"device {device}" if device != "cpu" else "bf16 inference (torch autocast)"
+        raise RuntimeUnavailableError(f"runtime 'onnx' runs float32 on the CPU only, not {where}; use runtime 'auto'")
     if device != "cpu":
         return model
-    bf16 = effective_precision(config, device) == "bf16"
     if not bf16 and runtime != "torch":
         from .onnx_runner import OnnxRunner, onnx_runtime_available
 
-        if runtime == "onnx" or onnx_runtime_available():
+        if runtime == "onnx" and not onnx_runtime_available():
+            raise RuntimeUnavailableError("runtime 'onnx' needs the onnxruntime and onnx packages: pip install onnxruntime onnx")
+        if onnx_runtime_available():
             try:
                 return OnnxRunner(model, config.input_size)
-            except Exception:
+            except Exception as error:
                 if runtime == "onnx":
                     raise
                 # "auto": an optimisation only, never a reason to fail; torch runs it below.
+                warnings.warn(f"ONNX Runtime could not run the network ({type(error).__name__}: {error}); "
+                              "using torch", RuntimeWarning, stacklevel=2)
     runner = _BF16Autocast(model) if bf16 else model
     side = config.input_size
     example = torch.zeros(2, 3, side, side).contiguous(memory_format=torch.channels_last)

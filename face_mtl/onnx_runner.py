@@ -52,7 +52,7 @@ def export_onnx(model: nn.Module, input_size: int) -> tuple[bytes, tuple[str, ..
         warnings.simplefilter("ignore")
         torch.onnx.export(
             _Outputs(model, names).eval(), (example,), buffer, input_names=[INPUT_NAME], output_names=list(names),
-            dynamic_axes={INPUT_NAME: {0: "batch"}}, training=torch.onnx.TrainingMode.EVAL, dynamo=False,
+            dynamic_axes={INPUT_NAME: {0: "batch"}}, dynamo=False,
         )
     return buffer.getvalue(), names
 
@@ -77,6 +77,9 @@ class OnnxRunner:
         self._session(torch.get_num_threads())  # fail here, at load time, if it cannot run
 
     def _session(self, threads: int):
+        session = self._sessions.get(threads)
+        if session is not None:
+            return session
         with self._lock:
             if threads not in self._sessions:
                 options = self._onnxruntime.SessionOptions()

@@ -217,13 +217,15 @@ def test_onnx_and_torch_runtimes_give_the_same_faces(grace_hopper_path):
 def test_auto_runtime_falls_back_to_torch_without_onnxruntime(random_weights, monkeypatch):
     import sys
 
-    from face_mtl.model import inference_runner
+    from face_mtl.model import RuntimeUnavailableError, inference_runner
     from face_mtl.onnx_runner import OnnxRunner
     from face_mtl.weights import load_model
 
     model, config = load_model(random_weights, device="cpu")
     assert isinstance(inference_runner(model, config, "cpu"), OnnxRunner)
+    with pytest.raises(RuntimeUnavailableError, match="CPU only"):
+        inference_runner(model, config, "cuda", runtime="onnx")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
     assert not isinstance(inference_runner(model, config, "cpu"), OnnxRunner)
-    with pytest.raises(ImportError):
+    with pytest.raises(RuntimeUnavailableError, match="pip install onnxruntime"):
         inference_runner(model, config, "cpu", runtime="onnx")

@@ -326,6 +326,10 @@ def test_cli_refuses_collection_options_without_out(astronaut_path):
     assert result.returncode == 2 and "--engine" in result.stderr and "--out" in result.stderr
     result = run_cli("analyze", str(astronaut_path), "--out", "results.jsonl", "--workers", "0")
     assert result.returncode == 2 and "--workers: must be 1 or more, got 0" in result.stderr
+    result = run_cli("analyze", str(astronaut_path), "--workers", "2")
+    assert result.returncode == 2 and "--workers: only with --out" in result.stderr
+    result = run_cli("analyze", str(astronaut_path), "--out", "r.parquet", "--engine", "ray", "--threads", "2")
+    assert result.returncode == 2 and "--threads and --workers are for --engine local" in result.stderr
     result = run_cli("analyze", str(astronaut_path), "--out", "results.txt")
     assert result.returncode == 2 and "unknown output format" in result.stderr
 

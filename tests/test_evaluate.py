@@ -80,8 +80,11 @@ def test_cached_predictions_are_the_same_through_onnx_runtime_and_the_module(ran
     crops = np.random.default_rng(0).integers(0, 256, (5, 80, 80, 3), dtype=np.uint8)
     runner = inference_runner(model, config, "cpu", runtime="onnx")
     assert runner_runtime(runner) == "onnx" and runner_runtime(model) == "torch"
-    through_onnx = predict_cached(runner, crops, config, batch=2)  # uneven last batch
-    through_module = predict_cached(model, crops, config)
-    for key, values in through_module.items():
-        assert through_onnx[key].shape == values.shape
-        np.testing.assert_allclose(through_onnx[key], values, atol=1e-4, err_msg=key)
+    # Batches of 2, 2 and 1 faces, with and without the mirror view (2 or 1 images a face).
+    for flip in (True, False):
+        settings = config.with_updates(test_time_flip=flip)
+        through_onnx = predict_cached(runner, crops, settings, batch=2)
+        through_module = predict_cached(model, crops, settings)
+        for key, values in through_module.items():
+            assert through_onnx[key].shape == values.shape
+            np.testing.assert_allclose(through_onnx[key], values, atol=1e-4, err_msg=key)
