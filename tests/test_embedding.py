@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -41,3 +42,27 @@ def test_rows_beyond_the_sample_count_are_zero():
     weight, bias = pca_projection(features, size=8)
     assert float(weight[4:].abs().max()) == 0.0 and float(bias[4:].abs().max()) == 0.0
     assert float(weight[:3].norm(dim=1).min()) > 0.999
+
+
+def test_lda_keeps_what_tells_people_apart_where_pca_keeps_the_largest_variance():
+    from face_mtl.train.embedding import lda_projection
+
+    rng = np.random.default_rng(0)
+    people = np.repeat(np.arange(6), 40)
+    features = rng.normal(size=(len(people), 10))
+    features[:, 0] *= 20.0  # large variance unrelated to the person (lighting, pose)
+    features[:, 1] += 4.0 * people  # small differences that identify the person
+    features = torch.tensor(features, dtype=torch.float32)
+
+    def nearest_mean_accuracy(weight, bias):
+        projected = (features @ weight.T + bias).numpy()
+        means = np.stack([projected[people == p].mean(axis=0) for p in range(6)])
+        guesses = np.argmin(((projected[:, None] - means[None]) ** 2).sum(axis=2), axis=1)
+        return float((guesses == people).mean())
+
+    lda = lda_projection(features, people, size=1)
+    pca = pca_projection(features, size=1)
+    assert abs(float(lda[0][0, 1])) > 10 * abs(float(lda[0][0, 0]))  # the identifying axis
+    assert nearest_mean_accuracy(*lda) > 0.8 > 0.4 > nearest_mean_accuracy(*pca)
+    weight, bias = lda_projection(features, people, size=12)  # more rows than features: zeros
+    assert weight.shape == (12, 10) and bias.shape == (12,) and not weight[10:].any()
