@@ -18,7 +18,8 @@ EMOTIONS = ("anger", "contempt", "disgust", "fear", "happiness", "neutral", "sad
 # UTKFace's 5 ethnicity labels, in UTKFace's order (race 0..4).
 ETHNICITIES = ("white", "black", "asian", "indian", "others")
 GENDERS = ("female", "male")
-# What runs the network on the CPU in float32: ONNX Runtime where installed, ONNX Runtime, torch.
+# What runs the network on the CPU in float32: "auto" (ONNX Runtime where installed, else
+# torch), "onnx" or "torch".
 RUNTIMES = ("auto", "onnx", "torch")
 
 

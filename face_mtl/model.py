@@ -96,8 +96,6 @@ def inference_runner(model: FaceMTLNet, config: ModelConfig, device: str, runtim
     if not bf16 and runtime != "torch":
         from .onnx_runner import OnnxRunner, onnx_runtime_available
 
-        if runtime == "onnx" and not onnx_runtime_available():
-            raise RuntimeUnavailableError("runtime 'onnx' needs the onnxruntime and onnx packages: pip install onnxruntime onnx")
         if onnx_runtime_available():
             try:
                 return OnnxRunner(model, config.input_size)
@@ -107,6 +105,8 @@ def inference_runner(model: FaceMTLNet, config: ModelConfig, device: str, runtim
                 # "auto": an optimisation only, never a reason to fail; torch runs it below.
                 warnings.warn(f"ONNX Runtime could not run the network ({type(error).__name__}: {error}); "
                               "using torch", RuntimeWarning, stacklevel=2)
+        elif runtime == "onnx":
+            raise RuntimeUnavailableError("runtime 'onnx' needs the onnxruntime and onnx packages: pip install onnxruntime onnx")
     runner = _BF16Autocast(model) if bf16 else model
     side = config.input_size
     example = torch.zeros(2, 3, side, side).contiguous(memory_format=torch.channels_last)
