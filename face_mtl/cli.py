@@ -1,4 +1,4 @@
-"""The ``face-mtl`` command line: analyze, video, compare, people, train, eval, calibrate."""
+"""The ``face-mtl`` command line: analyze, video, compare, people, train, eval, calibrate, identity-head."""
 
 from __future__ import annotations
 
@@ -288,6 +288,23 @@ def _train_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _identity_head_command(args: argparse.Namespace) -> int:
+    from .train.refit import refit_identity_head
+    from .weights import WeightsMismatchError, WeightsNotFoundError
+
+    _check_data_dir(args.data)
+    _check_device(args.device)
+    if not Path(args.weights).is_dir():
+        raise CliError(f"{args.weights}: no such weights folder")
+    try:
+        summary = refit_identity_head(args.weights, args.out or args.weights, data_dir=Path(args.data),
+                                      cache_dir=Path(args.cache), device=args.device or "cpu", kind=args.head)
+    except (WeightsNotFoundError, WeightsMismatchError, ValueError) as error:
+        raise CliError(str(error)) from None
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def _eval_command(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_weights
     from .model import RuntimeUnavailableError
@@ -445,6 +462,19 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--cache", default=".cache", help="crop cache folder (default .cache)")
     calibrate.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     calibrate.set_defaults(handler=_calibrate_command)
+
+    from .train.embedding import HEADS
+
+    refit = commands.add_parser(
+        "identity-head", help="refit a weights folder's identity head (trained, PCA or LDA) on the training people")
+    refit.add_argument("--weights", required=True, help="local weights folder")
+    refit.add_argument("--out", help="write the refitted weights here (default: rewrite --weights)")
+    refit.add_argument("--head", choices=("best", *HEADS), default="best",
+                       help="head to keep (default best: whichever verifies the held-out CelebA people best)")
+    refit.add_argument("--data", default="../shared/data", help="data folder (default ../shared/data)")
+    refit.add_argument("--cache", default=".cache", help="crop cache folder (default .cache)")
+    refit.add_argument("--device", help="cpu or cuda (default cpu)")
+    refit.set_defaults(handler=_identity_head_command)
     return parser
 
 

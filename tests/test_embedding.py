@@ -1,8 +1,10 @@
-"""The exported identity head: PCA of backbone features (pure function, synthetic features)."""
+"""The exported identity head: PCA and LDA of backbone features (synthetic features), and the
+choice among the trained, PCA and LDA heads on a real (randomly initialised) network."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -66,3 +68,87 @@ def test_lda_keeps_what_tells_people_apart_where_pca_keeps_the_largest_variance(
     assert nearest_mean_accuracy(*lda) > 0.8 > 0.4 > nearest_mean_accuracy(*pca)
     weight, bias = lda_projection(features, people, size=12)  # more rows than features: zeros
     assert weight.shape == (12, 10) and bias.shape == (12,) and not weight[10:].any()
+
+
+def _people_features(people: int, photos: int, width: int = 12, seed: int = 0):
+    """Features in which a weak direction tells people apart and strong ones do not."""
+    rng = np.random.default_rng(seed)
+    identities = np.repeat(np.arange(people), photos)
+    features = rng.normal(size=(len(identities), width))
+    features[:, 0] *= 10.0
+    features[:, 1:4] += rng.normal(size=(people, 3))[identities] * 3.0
+    return torch.tensor(features, dtype=torch.float32), identities
+
+
+def test_lda_shrinkage_is_chosen_by_cross_validation_over_people():
+    from face_mtl.train.embedding import SHRINKAGES, lda_shrinkage
+
+    features, identities = _people_features(people=24, photos=6)
+    chosen, scores = lda_shrinkage(features, identities, size=4)
+    assert set(scores) == set(SHRINKAGES) and chosen in SHRINKAGES
+    assert scores[chosen] == max(scores.values())
+    # The identifying directions are found on unseen people: far better than cosine of the
+    # raw features, which the large person-blind direction dominates.
+    from face_mtl.evaluate import verification_accuracy, verification_pairs
+
+    pairs, same = verification_pairs(identities, 3000, 0)
+    raw = F.normalize(features, dim=1).numpy()
+    raw_accuracy = verification_accuracy((raw[pairs[:, 0]] * raw[pairs[:, 1]]).sum(axis=1), same)["accuracy"]
+    assert scores[chosen] > 0.8 and scores[chosen] > raw_accuracy + 0.15
+    with pytest.raises(ValueError, match="too few"):
+        lda_shrinkage(features[:30], identities[:30], size=4)
+
+
+def _crop_set(people: int, photos: int, size: int, seed: int):
+    from face_mtl.data.sets import CropSet
+
+    rng = np.random.default_rng(seed)
+    identities = np.repeat(np.arange(people), photos)
+    # Each person is a colour and a stripe pattern of their own, plus per-photo noise.
+    colours = rng.integers(40, 216, size=(people, 1, 1, 3))
+    stripes = (np.arange(size)[None, :, None] // (2 + identities[:, None, None] % 5) % 2) * 30
+    crops = colours[identities] + stripes[..., None] + rng.normal(0, 12, size=(len(identities), size, size, 3))
+    count = len(identities)
+    return CropSet(np.clip(crops, 0, 255).astype(np.uint8), np.zeros((count, 8), np.float32),
+                   np.full(count, np.nan, np.float32), np.full(count, -1), np.full(count, -1), identities,
+                   np.zeros((count, 128), np.float32))
+
+
+def test_the_chosen_identity_head_is_the_best_on_held_out_people_and_is_left_in_the_model():
+    from face_mtl.config import ModelConfig
+    from face_mtl.model import FaceMTLNet
+    from face_mtl.train.embedding import HEADS, choose_identity_head
+
+    torch.manual_seed(0)
+    config = ModelConfig(backbone="mobilenetv4_conv_small", input_size=32)
+    model = FaceMTLNet(config).eval()
+    people, held_out = _crop_set(16, 4, 40, seed=1), _crop_set(8, 4, 40, seed=2)
+    trained = model.heads["embedding"].weight.detach().clone()
+
+    head, scores, summary = choose_identity_head(model, config, people, held_out, "cpu")
+    assert set(summary["verification"]) == set(HEADS)
+    assert summary["identity_head"] == head.name
+    assert summary["verification"][head.name] == max(summary["verification"].values())
+    assert summary["shrinkage"] in summary["cross_validated"] if head.name == "lda" else "shrinkage" not in summary
+    torch.testing.assert_close(model.heads["embedding"].weight, head.weight)
+    assert scores.people == 8 and len(scores.similarities) == len(scores.is_same)
+
+    # Asked for by name: that head alone; the trained one leaves the weights as they were.
+    model.heads["embedding"].weight.data.copy_(trained)
+    head, _, summary = choose_identity_head(model, config, people, held_out, "cpu", kind="trained")
+    assert head.name == "trained" and set(summary["verification"]) == {"trained"}
+    torch.testing.assert_close(model.heads["embedding"].weight, trained)
+    with pytest.raises(ValueError, match="identity head"):
+        choose_identity_head(model, config, people, held_out, "cpu", kind="random")
+
+
+def test_too_few_training_people_leave_lda_out_of_the_best_choice():
+    from face_mtl.config import ModelConfig
+    from face_mtl.model import FaceMTLNet
+    from face_mtl.train.embedding import choose_identity_head
+
+    torch.manual_seed(0)
+    config = ModelConfig(backbone="mobilenetv4_conv_small", input_size=32)
+    model = FaceMTLNet(config).eval()
+    _, _, summary = choose_identity_head(model, config, _crop_set(5, 4, 40, 1), _crop_set(4, 4, 40, 2), "cpu")
+    assert set(summary["verification"]) == {"trained", "pca"}

@@ -94,8 +94,9 @@ def test_tiny_training_lowers_loss_and_exports_loadable_weights(tiny_data, tmp_p
     history = [line for line in lines if "epoch" in line]
     assert len(history) == 4
     assert set(lines[-1]["final"]) == set(history[-1]["val"])
-    projection = next(line for line in lines if "identity_projection" in line)
-    assert 0.0 <= projection["verification_with_trained_head"] <= 1.0
+    chosen = next(line for line in lines if "identity_head" in line)
+    assert chosen["identity_head"] == "pca" and set(chosen["verification"]) == {"pca"}
+    assert 0.0 <= chosen["verification"]["pca"] <= 1.0
     assert history[-1]["train_loss"]["total"] < history[0]["train_loss"]["total"]
     assert "teacher" in history[-1]["train_loss"]
     assert set(history[-1]["val"]) == {"ferplus_accuracy", "ferplus_tight_accuracy", "age_mae", "gender_accuracy",
@@ -119,7 +120,7 @@ def test_tiny_training_lowers_loss_and_exports_loadable_weights(tiny_data, tmp_p
     # orthonormal rows, as many as there are training photos, the rest zero. The weights file
     # stores float16 (relative precision 2**-11), so a row's norm is 1 within about 1e-3.
     head = analyzer.model.heads["embedding"].weight.detach().double()
-    kept = projection["celeba_train_images"]
+    kept = chosen["celeba_train_images"]
     assert 0 < kept < head.shape[0]
     torch.testing.assert_close(head[:kept] @ head[:kept].T, torch.eye(kept, dtype=torch.float64), atol=2e-3, rtol=0)
     assert float(head[kept:].abs().max()) == 0.0
@@ -180,3 +181,36 @@ def test_another_input_size_reuses_the_cached_detections(tiny_data, tmp_path, mo
     assert second["utk_train"].crops.shape[1:] == (96, 96, 3)  # 80 px inside a 10 % margin
     assert len(second["utk_train"]) == len(first["utk_train"]) and len(second["celeba_val"]) == len(first["celeba_val"])
     np.testing.assert_array_equal(second["utk_train"].age, first["utk_train"].age)
+
+
+def test_identity_head_command_refits_exported_weights(tiny_data, tmp_path, capsys):
+    from face_mtl.cli import main
+    from face_mtl.config import ModelConfig
+    from face_mtl.model import FaceMTLNet
+    from face_mtl.weights import load_model, save_model
+
+    torch.manual_seed(0)
+    config = ModelConfig(backbone="mobilenetv4_conv_small", input_size=64)
+    source = save_model(FaceMTLNet(config), config, tmp_path / "source")
+    before = load_file(str(source / "model.safetensors"))
+    common = ["--data", str(tiny_data), "--cache", str(tmp_path / "cache")]
+
+    assert main(["identity-head", "--weights", str(source), "--out", str(tmp_path / "pca"), "--head", "pca", *common]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["identity_head"] == "pca" and set(summary["verification"]) == {"pca"}
+    assert 0.0 <= summary["validation"]["verification_accuracy"] <= 1.0
+    model, refitted = load_model(tmp_path / "pca")
+    assert refitted.training["identity_head"]["identity_head"] == "pca"
+    # The same-person threshold was calibrated again, for the new head.
+    assert -1.0 <= refitted.verification["threshold"] <= 1.0 and refitted.verification["split"] == "celeba_val"
+    assert set(refitted.metrics["summary"]) >= {"ferplus_accuracy", "verification_accuracy"}
+    after = load_file(str(tmp_path / "pca" / "model.safetensors"))
+    # Only the embedding head changed, and the source folder was left as it was.
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert changed and changed <= {"heads.embedding.weight", "heads.embedding.bias"}
+    assert all(torch.equal(t, load_file(str(source / "model.safetensors"))[n]) for n, t in before.items())
+
+    with pytest.raises(SystemExit):
+        main(["identity-head", "--weights", str(source), "--head", "svm", *common])
+    assert main(["identity-head", "--weights", str(tmp_path / "missing"), *common]) != 0
+    assert "no such weights folder" in capsys.readouterr().err

@@ -19,11 +19,11 @@ from safetensors.torch import load_file, save_file
 
 from ..config import ModelConfig
 from ..data.sets import CropSet, attach_teacher, build_splits
-from ..evaluate import evaluate_splits, headline, pair_scores, verification_calibration, verification_report
+from ..evaluate import evaluate_splits, headline, pair_scores, verification_calibration
 from ..model import FaceMTLNet, cpu_has_native_bf16
 from ..weights import load_model, save_model
 from .augment import AugmentSettings, augment_batch
-from .embedding import fit_identity_projection
+from .embedding import choose_identity_head
 from .losses import CosFaceHead, multitask_loss
 from .settings import TrainSettings
 
@@ -339,23 +339,12 @@ def train(settings: TrainSettings) -> Path:
         finished = progress >= 1.0 or state["epoch"] >= settings.epochs
 
     recalibrate_batchnorm(ema, lambda: draw_batch()[0], settings.bn_recalibration_batches)
-    trained_scores = pair_scores(ema, config, val_splits["celeba_val"], device)
-    trained_weights = copy.deepcopy(ema.heads["embedding"].state_dict())
-    fit_identity_projection(ema, celeba.crops, device)
-    pca_scores = pair_scores(ema, config, val_splits["celeba_val"], device)
-    trained_head, pca_head = verification_report(trained_scores), verification_report(pca_scores)
     # A teacher-distilled head generalises to new people; a CosFace-only one over-fits the
-    # training people, where the PCA of the features does better. Keep whichever verifies better.
-    kept = settings.embedding_head
-    if kept == "best":
-        kept = "pca" if pca_head["accuracy"] >= trained_head["accuracy"] else "trained"
-    if kept == "trained":
-        ema.heads["embedding"].load_state_dict(trained_weights)
-    identity = trained_scores if kept == "trained" else pca_scores
+    # training people, where closed-form heads (PCA, LDA) of the features do better.
+    _, identity, head_summary = choose_identity_head(ema, config, celeba, val_splits["celeba_val"], device,
+                                                     settings.embedding_head)
     report = evaluate_splits(ema, config, val_splits, device, identity=identity)
-    _log(run_dir, json.dumps({"identity_projection": kept, "celeba_train_images": len(celeba),
-                              "verification_with_trained_head": round(trained_head["accuracy"], 4),
-                              "verification_with_pca_head": round(pca_head["accuracy"], 4)}))
+    _log(run_dir, json.dumps({**head_summary, "celeba_train_images": len(celeba)}))
     _log(run_dir, json.dumps({"final": {k: round(v, 4) for k, v in headline(report).items()},
                               "bn_recalibration_batches": settings.bn_recalibration_batches}))
     final_config = _exported_config(config, settings, state, report, splits, parent, verification_calibration(identity))

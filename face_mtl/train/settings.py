@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass, fields
 
-CHOICES = {"precision": ("auto", "bf16", "fp32"), "embedding_head": ("best", "pca", "trained")}
+CHOICES = {"precision": ("auto", "bf16", "fp32"), "embedding_head": ("best", "trained", "pca", "lda")}
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,9 @@ class TrainSettings:
     loss_ethnicity: float = 0.5
     loss_identity: float = 0.5
     loss_teacher: float = 5.0  # distillation from dlib's descriptors, where cached (train/teacher.py)
-    # Exported identity head: "pca" (principal axes of the backbone features), "trained" (the
-    # head as trained), or "best": whichever verifies the held-out CelebA people better.
+    # Exported identity head: "trained" (the head as trained), "pca" (principal axes of the
+    # backbone features), "lda" (Fisher's axes over the training people), or "best": whichever
+    # of the three verifies the held-out CelebA people best (train/embedding.py).
     embedding_head: str = "best"
     emotion_weight_power: float = 0.3  # class weights ~ frequency ** -power (imbalance handling)
     seed: int = 0
