@@ -30,8 +30,8 @@ from ..evaluate import (
     verification_report,
 )
 from ..model import FaceMTLNet
+from .settings import IDENTITY_HEADS as HEADS
 
-HEADS = ("trained", "pca", "lda")
 # LDA shrinkage candidates (multiples of the mean within-person variance); 1.0 won on run 7.
 SHRINKAGES = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 FOLDS = 4  # cross-validation folds over the training people, for the LDA shrinkage

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass, fields
 
-CHOICES = {"precision": ("auto", "bf16", "fp32"), "embedding_head": ("best", "trained", "pca", "lda")}
+# Identity heads the export can keep (train/embedding.py); "best" chooses among them.
+IDENTITY_HEADS = ("trained", "pca", "lda")
+CHOICES = {"precision": ("auto", "bf16", "fp32"), "embedding_head": ("best", *IDENTITY_HEADS)}
 
 
 @dataclass(frozen=True)
