@@ -63,8 +63,9 @@ def main() -> None:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} rounds (median; every round in brackets)")
     runs = [(d, p, r) for d in devices for p in args.precision for r in args.runtime]
-    # bf16 and other devices run in torch whatever the runtime: time them once.
-    runs = [(d, p, r) for d, p, r in runs if (d == "cpu" and p == "fp32") or r == args.runtime[0]]
+    # bf16 and other devices run in torch whatever the runtime (ONNX Runtime refuses them): time
+    # them once, under the runtime "auto".
+    runs = list(dict.fromkeys((d, p, r if d == "cpu" and p == "fp32" else "auto") for d, p, r in runs))
     analyzers = {
         run: FaceAnalyzer(weights=args.weights, device=run[0], inference_precision=run[1], runtime=run[2])
         for run in runs

@@ -170,7 +170,7 @@ def _compare_command(args: argparse.Namespace) -> int:
 def _people_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .identity import verdict_threshold
+    from .identity import grouping_threshold
     from .people import group_people, list_images, person_thumbnails, scan_faces
 
     folder = Path(args.folder)
@@ -180,7 +180,7 @@ def _people_command(args: argparse.Namespace) -> int:
     if not paths:
         raise CliError(f"{folder}: no images found (looked for jpg, jpeg, png, webp, bmp, tif, gif)")
     analyzer = _analyzer(args)
-    threshold, source = verdict_threshold(analyzer.config.verification)
+    threshold, source = grouping_threshold(analyzer.config.verification)
     if args.threshold is not None:
         threshold, source = args.threshold, "--threshold"
     scan = scan_faces(
@@ -428,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     people.add_argument("--sheet-format", choices=("png", "jpg"), default="png",
                         help="contact sheet image format (default png)")
     people.add_argument("--threshold", type=float,
-                        help="group faces at this cosine similarity instead of the calibrated threshold")
+                        help="group faces at this cosine similarity instead of the calibrated grouping threshold")
     model_options(people)
     flip_option(people)
     people.set_defaults(handler=_people_command)
@@ -456,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=_eval_command)
 
     calibrate = commands.add_parser(
-        "calibrate", help="choose the same-person threshold on held-out people; rewrites config.json")
+        "calibrate", help="choose the same-person and grouping thresholds on held-out people; rewrites config.json")
     calibrate.add_argument("--weights", help="local weights folder to calibrate (default: the bundled face_mtl/assets)")
     calibrate.add_argument("--data", default="../shared/data", help="data folder (default ../shared/data)")
     calibrate.add_argument("--cache", default=".cache", help="crop cache folder (default .cache)")

@@ -135,6 +135,9 @@ class PairScores:
     people: int
     images: int
     seed: int
+    # The faces' embeddings (N x D) and identities (N): grouping is calibrated on them.
+    embeddings: np.ndarray | None = None
+    identities: np.ndarray | None = None
 
 
 def pair_scores(model, config, people, device: str = "cpu", seed: int = 0) -> PairScores:
@@ -143,7 +146,8 @@ def pair_scores(model, config, people, device: str = "cpu", seed: int = 0) -> Pa
     embeddings = predict_cached(model, people.crops, config, device)["embedding"]
     pairs, is_same = verification_pairs(people.identity, VERIFICATION_PAIRS, seed)
     similarities = (embeddings[pairs[:, 0]] * embeddings[pairs[:, 1]]).sum(axis=1)
-    return PairScores(similarities, is_same, int(len(np.unique(people.identity))), int(len(people)), seed)
+    return PairScores(similarities, is_same, int(len(np.unique(people.identity))), int(len(people)), seed,
+                      embeddings=embeddings, identities=np.asarray(people.identity))
 
 
 def evaluate_splits(model, config, splits: dict, device: str = "cpu", fer_labels: np.ndarray | None = None,
@@ -192,16 +196,22 @@ def verification_calibration(scores: PairScores, split: str = "celeba_val") -> d
     (``build_splits(...)["celeba_val"]``). The threshold is the one of highest accuracy on
     those pairs (``identity.calibrate``); the dict also holds its accuracy, false-accept and
     false-reject rates, the 10-fold cross-validated accuracy (a threshold fitted on other
-    pairs: the fairer figure) and where the pairs came from. It is what config.json stores
-    under ``verification``.
+    pairs: the fairer figure) and where the pairs came from. When ``scores`` carries the
+    faces' embeddings, it also holds the threshold that groups simulated folders of those people
+    best (``identity.choose_grouping_threshold``), which ``face-mtl people`` uses. It is what
+    config.json stores under ``verification``.
     """
-    from .identity import calibrate
+    from .identity import calibrate, choose_grouping_threshold
 
+    grouping = {}
+    if scores.embeddings is not None and scores.identities is not None:
+        grouping = choose_grouping_threshold(scores.embeddings, scores.identities, seed=scores.seed)
     return calibrate(
         scores.similarities, scores.is_same,
         cross_validated_accuracy=verification_accuracy(scores.similarities, scores.is_same)["accuracy"],
         split=split, people=scores.people, images=scores.images, seed=scores.seed,
         method="highest accuracy on same/different pairs of people never trained on; same iff cosine >= threshold",
+        **grouping,
     )
 
 

@@ -5,7 +5,10 @@ the network's are L2-normalised, 128 wide). Similarity is cosine similarity, in 
 the same direction, about 0 for unrelated faces. Two faces are called the same person when
 their similarity is at least the verdict threshold, which is calibrated on pairs of people the
 network never saw in training (``calibrate``) and stored in the weights' config.json under
-``verification``.
+``verification``. Grouping a folder into people (``cluster``) has its own threshold,
+``grouping_threshold``, calibrated on simulated folders of the same people
+(``choose_grouping_threshold``): the cut that judges one pair best is not the one that groups
+a folder best.
 """
 
 from __future__ import annotations
@@ -117,18 +120,101 @@ def cluster(embeddings: np.ndarray, threshold: float) -> np.ndarray:
     linkage on cosine distance (1 - similarity), cut where the average similarity between two
     groups falls below ``threshold``. Returns N group labels 0..K-1, numbered biggest group
     first (ties: the group whose first face comes first)."""
-    from scipy.cluster.hierarchy import fcluster, linkage
+    return _cut(_average_linkage(embeddings), threshold, len(embeddings))
+
+
+def _average_linkage(embeddings: np.ndarray) -> np.ndarray | None:
+    """scipy's average-linkage tree of N embeddings on cosine distance (None when N < 2)."""
+    from scipy.cluster.hierarchy import linkage
     from scipy.spatial.distance import squareform
 
-    count = len(embeddings)
-    if count == 0:
-        return np.zeros(0, np.int64)
-    if count == 1:
-        return np.zeros(1, np.int64)
+    if len(embeddings) < 2:
+        return None
     distances = 1.0 - similarity_matrix(embeddings, embeddings).astype(np.float64)
     np.fill_diagonal(distances, 0.0)
-    condensed = squareform(np.clip((distances + distances.T) / 2, 0.0, 2.0), checks=False)
-    raw = fcluster(linkage(condensed, method="average"), t=1.0 - threshold, criterion="distance")
+    return linkage(squareform(np.clip((distances + distances.T) / 2, 0.0, 2.0), checks=False), method="average")
+
+
+def _cut(tree: np.ndarray | None, threshold: float, count: int) -> np.ndarray:
+    """Labels of ``count`` faces from cutting ``tree`` at similarity ``threshold``, biggest group first."""
+    from scipy.cluster.hierarchy import fcluster
+
+    if tree is None:
+        return np.zeros(count, np.int64)
+    raw = fcluster(tree, t=1.0 - threshold, criterion="distance")
     groups = sorted(np.unique(raw), key=lambda g: (-(raw == g).sum(), int(np.argmax(raw == g))))
     relabel = {g: k for k, g in enumerate(groups)}
     return np.array([relabel[g] for g in raw], np.int64)
+
+def pair_precision_recall(truth: np.ndarray, found: np.ndarray) -> tuple[float, float]:
+    """Pairwise precision and recall of a grouping: of the pairs of faces put in one group,
+    the share that are the same person, and of the same-person pairs, the share put together
+    (N true labels, N found labels; precision is 1 when no pair is put together)."""
+    truth, found = np.asarray(truth), np.asarray(found)
+    upper = np.triu_indices(len(truth), k=1)
+    same_truth = (truth[:, None] == truth[None, :])[upper]
+    same_found = (found[:, None] == found[None, :])[upper]
+    together = (same_truth & same_found).sum()
+    precision = together / same_found.sum() if same_found.any() else 1.0
+    recall = together / same_truth.sum() if same_truth.any() else 1.0
+    return float(precision), float(recall)
+
+
+def choose_grouping_threshold(
+    embeddings: np.ndarray,
+    identities: np.ndarray,
+    folders: int = 200,
+    people: tuple[int, int] = (2, 10),
+    photos: tuple[int, int] = (2, 8),
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The ``cluster`` threshold that groups folders of these faces best.
+
+    Simulates ``folders`` folders, each of a random ``people`` range (inclusive) of the
+    identities with a random ``photos`` range of faces each (N x D embeddings, N identity
+    labels), clusters each at every candidate threshold and returns the one of highest mean
+    pairwise F1, with that mean and the mean pairwise precision and recall it gives:
+    {"grouping_threshold", "grouping_f1", "grouping_precision", "grouping_recall",
+    "grouping_folders"}.
+    """
+    embeddings, identities = normalize(embeddings), np.asarray(identities)
+    rng = np.random.default_rng(seed)
+    names, counts = np.unique(identities, return_counts=True)
+    usable = names[counts >= photos[0]]
+    if len(usable) < people[0]:
+        raise ValueError(f"{len(usable)} people with {photos[0]}+ faces: too few to simulate folders of {people[0]}")
+    candidates = np.round(np.arange(-0.2, 0.9001, 0.02), 2)
+    scores = np.zeros((len(candidates), 3))  # mean F1, precision, recall
+    for _ in range(folders):
+        chosen = rng.choice(usable, size=min(len(usable), rng.integers(people[0], people[1] + 1)), replace=False)
+        rows = np.concatenate([
+            rng.choice(np.flatnonzero(identities == person),
+                       size=min(int((identities == person).sum()), rng.integers(photos[0], photos[1] + 1)),
+                       replace=False)
+            for person in chosen
+        ])
+        tree = _average_linkage(embeddings[rows])
+        for k, threshold in enumerate(candidates):
+            precision, recall = pair_precision_recall(identities[rows], _cut(tree, threshold, len(rows)))
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            scores[k] += (f1, precision, recall)
+    scores /= folders
+    # The middle of the best cuts, so that a plateau of equally good ones leaves margin both ways.
+    tied = np.flatnonzero(scores[:, 0] >= scores[:, 0].max() - 1e-9)
+    best = int(tied[len(tied) // 2])
+    return {
+        "grouping_threshold": float(candidates[best]),
+        "grouping_f1": float(scores[best, 0]),
+        "grouping_precision": float(scores[best, 1]),
+        "grouping_recall": float(scores[best, 2]),
+        "grouping_folders": int(folders),
+    }
+
+
+def grouping_threshold(verification: Mapping[str, Any] | None) -> tuple[float, str]:
+    """(threshold, source) for ``cluster`` from a config's ``verification`` dict: its
+    grouping_threshold and "calibrated for grouping" when calibrated so, else the verdict
+    threshold (``verdict_threshold``)."""
+    if verification and verification.get("grouping_threshold") is not None:
+        return float(verification["grouping_threshold"]), "calibrated for grouping"
+    return verdict_threshold(verification)

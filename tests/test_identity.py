@@ -138,6 +138,51 @@ def test_cluster_numbers_groups_biggest_first_and_cuts_at_the_threshold():
     assert identity.cluster(embeddings[:1], 0.5).tolist() == [0]
 
 
+
+def test_pair_precision_recall_counts_pairs_put_together():
+    truth = np.array([0, 0, 0, 1, 1])
+    # Pairs put together: (0,1), (3,4) right, (2,3)... found groups {0,1}, {2,3,4}.
+    found = np.array([5, 5, 7, 7, 7])
+    precision, recall = identity.pair_precision_recall(truth, found)
+    # Together: (0,1) same, (2,3) diff, (2,4) diff, (3,4) same -> precision 2/4; same pairs 4 -> recall 2/4.
+    assert precision == pytest.approx(0.5) and recall == pytest.approx(0.5)
+    assert identity.pair_precision_recall(truth, np.arange(5)) == (1.0, 0.0)
+    assert identity.pair_precision_recall(truth, np.zeros(5)) == pytest.approx((4 / 10, 1.0))
+
+
+def test_grouping_threshold_is_chosen_where_simulated_folders_group_right():
+    embeddings, labels = planted_groups(people=30, per_person=8, spread=0.35)
+    similarities = identity.similarity_matrix(embeddings, embeddings)
+    same = labels[:, None] == labels[None, :]
+    lowest_same, highest_different = similarities[same].min(), similarities[~same].max()
+    assert highest_different < lowest_same  # separable: some cut groups every folder right
+    chosen = identity.choose_grouping_threshold(embeddings, labels, folders=40)
+    assert chosen["grouping_f1"] == pytest.approx(1.0)
+    assert chosen["grouping_precision"] == pytest.approx(1.0) and chosen["grouping_recall"] == pytest.approx(1.0)
+    # Average linkage can merge below the highest different-person pair; never above the lowest same pair.
+    assert chosen["grouping_threshold"] <= lowest_same
+    fresh, fresh_labels = planted_groups(people=6, per_person=5, spread=0.35, seed=7)
+    found = identity.cluster(fresh, chosen["grouping_threshold"])
+    assert identity.pair_precision_recall(fresh_labels, found) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="too few"):
+        identity.choose_grouping_threshold(embeddings[:8], labels[:8])
+
+
+def test_grouping_threshold_beats_both_extremes_on_overlapping_people():
+    embeddings, labels = planted_groups(people=40, per_person=6, spread=1.2, seed=3)
+    chosen = identity.choose_grouping_threshold(embeddings, labels, folders=60, seed=1)
+    assert -0.2 <= chosen["grouping_threshold"] <= 0.9
+    # Everyone together has pairwise F1 2p/(1+p) with p the share of same pairs (< 0.5 here);
+    # everyone alone has F1 0.
+    assert 0.5 < chosen["grouping_f1"] < 1.0
+
+
+def test_grouping_threshold_falls_back_to_the_verdict_threshold():
+    assert identity.grouping_threshold({"threshold": 0.3, "grouping_threshold": 0.42}) == (
+        0.42, "calibrated for grouping")
+    assert identity.grouping_threshold({"threshold": 0.3}) == (0.3, "calibrated")
+    assert identity.grouping_threshold(None) == (identity.DEFAULT_THRESHOLD, "default")
+
 # --- compare and find on real photos --------------------------------------------------------------
 
 

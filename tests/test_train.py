@@ -109,10 +109,13 @@ def test_tiny_training_lowers_loss_and_exports_loadable_weights(tiny_data, tmp_p
     analyzer = FaceAnalyzer(weights=exported, device="cpu")
     assert analyzer.config.input_size == 64
     assert analyzer.config.training["epochs_done"] == 4
+    assert analyzer.config.training["identity_head"] == {k: v for k, v in chosen.items() if k != "celeba_train_images"}
     # The same-person threshold is calibrated with the exported weights, on held-out people.
     calibration = analyzer.config.verification
     assert calibration["split"] == "celeba_val" and calibration["people"] == 2
     assert analyzer.verdict_threshold == (calibration["threshold"], "calibrated")
+    # ... and so is the threshold ``face-mtl people`` groups at, on simulated folders of them.
+    assert -1.0 <= calibration["grouping_threshold"] <= 1.0 and 0.0 <= calibration["grouping_f1"] <= 1.0
     assert 0.0 <= calibration["false_accept_rate"] <= 1.0 and 0.0 <= calibration["false_reject_rate"] <= 1.0
     faces = analyzer.predict_crops([np.zeros((48, 48), np.uint8)])
     assert len(faces) == 1 and abs(sum(faces[0].emotions.values()) - 1) < 1e-5
@@ -124,6 +127,57 @@ def test_tiny_training_lowers_loss_and_exports_loadable_weights(tiny_data, tmp_p
     assert 0 < kept < head.shape[0]
     torch.testing.assert_close(head[:kept] @ head[:kept].T, torch.eye(kept, dtype=torch.float64), atol=2e-3, rtol=0)
     assert float(head[kept:].abs().max()) == 0.0
+
+
+def test_a_teacher_cache_that_grows_during_training_is_read_again(tiny_data, tmp_path, monkeypatch):
+    """train/teacher.py rewrites its cache as it goes: a run started beside it picks up the
+    descriptors added since, at the next epoch."""
+    import face_mtl.train.loop as loop
+
+    settings = TrainSettings(
+        data_dir=str(tiny_data), cache_dir=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
+        backbone="mobilenetv4_conv_small", input_size=64, epochs=3, max_steps=1, warmup_epochs=0.0,
+        batch_emotion=4, batch_utk=4, batch_identity=4, device="cpu", bn_recalibration_batches=1,
+        loss_teacher=1.0, embedding_head="trained",
+    )
+    faces = len(build_splits(tiny_data, tmp_path / "cache", 64)["celeba_train"])
+    teacher = tmp_path / "cache" / "teacher" / "celeba_train.npz"
+    teacher.parent.mkdir()
+    vectors = np.zeros((faces, 128), np.float32)
+    vectors[:1] = 1.0  # one face described when training starts
+    np.savez(teacher, teacher=vectors, names=np.arange(faces).astype(str))
+    save_checkpoint = loop.save_checkpoint
+
+    def checkpoint_then_grow_the_cache(*args, **kwargs):
+        save_checkpoint(*args, **kwargs)
+        vectors[:] = 1.0  # every face described after the first epoch
+        np.savez(teacher, teacher=vectors, names=np.arange(faces).astype(str))
+
+    monkeypatch.setattr(loop, "save_checkpoint", checkpoint_then_grow_the_cache)
+    train(settings)
+    log = (tmp_path / "run" / "train.log").read_text().splitlines()
+    rereads = [line for line in log if line.startswith("identity teacher descriptors reread")]
+    # Read again before epochs 2 and 3 (the file changed after each checkpoint), now whole.
+    assert rereads == [f"identity teacher descriptors reread: {{'celeba_train': {faces}}}"] * 2
+
+
+def test_teacher_command_builds_the_detection_cache_on_a_new_machine(tiny_data, tmp_path):
+    """``python -m face_mtl.train.teacher`` on a machine without the crop cache detects the
+    faces first, then describes them (dlib: the [train] extra; without it, a clear error after
+    the cache is built)."""
+    from face_mtl.train import teacher
+
+    cache = tmp_path / "cache"
+    argv = ["--cache", str(cache), "--data", str(tiny_data), "--sets", "celeba_train"]
+    try:
+        teacher.main(argv)
+    except teacher.TeacherUnavailableError as error:
+        assert "pip install" in str(error)
+    else:
+        faces = len(build_splits(tiny_data, cache, 64)["celeba_train"])
+        with np.load(cache / "teacher" / "celeba_train.npz") as data:
+            assert data["teacher"].shape == (faces, 128) and data["teacher"].any(axis=1).all()
+    assert (cache / "boxes" / "celeba_train.npz").exists() and (cache / "crops64" / "celeba_train.npz").exists()
 
 
 class _Interrupted(Exception):

@@ -24,8 +24,10 @@ from ..data.sets import CropSet
 from ..evaluate import (
     PairScores,
     cached_inputs,
+    evaluate_splits,
     pair_scores,
     verification_accuracy,
+    verification_calibration,
     verification_pairs,
     verification_report,
 )
@@ -179,3 +181,26 @@ def choose_identity_head(
     summary = {"identity_head": head.name, **head.detail,
                "verification": {candidate.name: round(value, 4) for value, candidate, _ in scored}}
     return head, scores, summary
+
+
+@dataclass(frozen=True)
+class FittedHead:
+    """What exporting weights with a chosen identity head needs: the head's summary
+    (``choose_identity_head``; config.json's ``training.identity_head``), every validation
+    figure with it, and its same-person and grouping calibration (``verification``)."""
+
+    summary: dict[str, Any]
+    report: dict[str, Any]
+    verification: dict[str, Any]
+
+
+def fit_identity_head(model: FaceMTLNet, config: ModelConfig, splits: dict[str, CropSet], device: str,
+                      kind: str = "best") -> FittedHead:
+    """Choose the identity head ``kind`` of ``model`` (in place) on ``build_splits``' CelebA
+    training people, then validate and calibrate it on the held-out splits (names ending in
+    _val): the last step of training and of ``face-mtl identity-head`` alike."""
+    held_out = {name: split for name, split in splits.items() if name.endswith("_val")}
+    _, identity, summary = choose_identity_head(model, config, splits["celeba_train"], held_out["celeba_val"],
+                                                device, kind)
+    report = evaluate_splits(model, config, held_out, device, identity=identity)
+    return FittedHead(summary, report, verification_calibration(identity))

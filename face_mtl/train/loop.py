@@ -23,7 +23,7 @@ from ..evaluate import evaluate_splits, headline, pair_scores, verification_cali
 from ..model import FaceMTLNet, cpu_has_native_bf16
 from ..weights import load_model, save_model
 from .augment import AugmentSettings, augment_batch
-from .embedding import choose_identity_head
+from .embedding import fit_identity_head
 from .losses import CosFaceHead, multitask_loss
 from .settings import TrainSettings
 
@@ -221,7 +221,8 @@ def train(settings: TrainSettings) -> Path:
     # Seeded after the cache is built: building it creates the detector, which draws from the
     # global RNG, so a run that builds the cache would otherwise start from other weights.
     torch.manual_seed(settings.seed)
-    with_teacher = attach_teacher(splits, Path(settings.cache_dir)) if settings.loss_teacher > 0 else []
+    teacher_files = _teacher_files(Path(settings.cache_dir)) if settings.loss_teacher > 0 else None
+    with_teacher = attach_teacher(splits, Path(settings.cache_dir)) if teacher_files is not None else []
     fer, utk, celeba = splits["ferplus_train"], splits["utk_train"], splits["celeba_train"]
     identities = int(celeba.identity.max()) + 1
     parent = None
@@ -285,6 +286,14 @@ def train(settings: TrainSettings) -> Path:
     finished = state["epoch"] >= settings.epochs or schedule_progress(state["step"], total_steps, state["elapsed"], budget) >= 1.0
     while not finished:
         epoch = state["epoch"] + 1
+        # A teacher cache still being built (train/teacher.py, rewritten every 500 faces) is
+        # read again each epoch, so a run started beside it learns from every descriptor so far.
+        if teacher_files is not None and _teacher_files(Path(settings.cache_dir)) != teacher_files:
+            teacher_files = _teacher_files(Path(settings.cache_dir))
+            with_teacher = attach_teacher(splits, Path(settings.cache_dir))
+            utk, celeba = splits["utk_train"], splits["celeba_train"]
+            described = {name: int(splits[name].teacher.any(axis=1).sum()) for name in with_teacher}
+            _log(run_dir, f"identity teacher descriptors reread: {described}")
         model.train()
         order = torch.randperm(len(fer), generator=generator).numpy()
         sums: dict[str, float] = {}
@@ -341,22 +350,28 @@ def train(settings: TrainSettings) -> Path:
     recalibrate_batchnorm(ema, lambda: draw_batch()[0], settings.bn_recalibration_batches)
     # A teacher-distilled head generalises to new people; a CosFace-only one over-fits the
     # training people, where closed-form heads (PCA, LDA) of the features do better.
-    _, identity, head_summary = choose_identity_head(ema, config, celeba, val_splits["celeba_val"], device,
-                                                     settings.embedding_head)
-    report = evaluate_splits(ema, config, val_splits, device, identity=identity)
-    _log(run_dir, json.dumps({**head_summary, "celeba_train_images": len(celeba)}))
-    _log(run_dir, json.dumps({"final": {k: round(v, 4) for k, v in headline(report).items()},
+    fitted = fit_identity_head(ema, config, splits, device, settings.embedding_head)
+    _log(run_dir, json.dumps({**fitted.summary, "celeba_train_images": len(celeba)}))
+    _log(run_dir, json.dumps({"final": {k: round(v, 4) for k, v in headline(fitted.report).items()},
                               "bn_recalibration_batches": settings.bn_recalibration_batches}))
-    final_config = _exported_config(config, settings, state, report, splits, parent, verification_calibration(identity))
+    final_config = _exported_config(config, settings, state, fitted.report, splits, parent, fitted.verification,
+                                    identity_head=fitted.summary)
     exported = save_model(ema, final_config, run_dir / "export")
     if settings.export_dir:
         exported = save_model(ema, final_config, Path(settings.export_dir))
     return exported
 
 
-def _exported_config(config, settings, state, report, splits, parent, verification=None) -> ModelConfig:
-    """The config saved with the EMA weights: it records how they were made and how they scored,
-    and the same-person threshold calibrated with them (never the starting weights' one)."""
+def _teacher_files(cache_dir: Path) -> dict[str, float]:
+    """Modification times of the teacher cache's files, by name: changes when it grows."""
+    return {path.name: path.stat().st_mtime for path in sorted((cache_dir / "teacher").glob("*.npz"))}
+
+
+def _exported_config(config, settings, state, report, splits, parent, verification=None,
+                     identity_head=None) -> ModelConfig:
+    """The config saved with the EMA weights: it records how they were made (with the identity
+    head chosen at the end, ``identity_head``) and how they scored, and the same-person
+    threshold calibrated with them (never the starting weights' one)."""
     training = {
         "data": {
             "ferplus_train": len(splits["ferplus_train"]),
@@ -372,5 +387,7 @@ def _exported_config(config, settings, state, report, splits, parent, verificati
     }
     if parent:
         training["initialised_from"] = parent
+    if identity_head:
+        training["identity_head"] = identity_head
     metrics = {"validation": report, "summary": headline(report)} if report else {}
     return config.with_updates(training=training, metrics=metrics, verification=verification or {})

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ..data.sets import build_splits
-from ..evaluate import evaluate_splits, headline, verification_calibration
+from ..evaluate import headline
 from ..weights import load_model, save_model
-from .embedding import choose_identity_head
+from .embedding import fit_identity_head
 
 
 def refit_identity_head(
@@ -24,13 +24,9 @@ def refit_identity_head(
     the CelebA training people, and write the weights with it to ``out`` (may be ``weights``
     itself). Returns the head's summary with the new validation figures."""
     model, config = load_model(weights, device=device)
-    splits = build_splits(Path(data_dir), Path(cache_dir), config.input_size)
-    val_splits = {name: split for name, split in splits.items() if name.endswith("_val")}
-    _, identity, summary = choose_identity_head(model, config, splits["celeba_train"], splits["celeba_val"],
-                                                device, kind)
-    report = evaluate_splits(model, config, val_splits, device, identity=identity)
-    training = {**config.training, "identity_head": summary}
-    metrics = {"validation": report, "summary": headline(report)}
-    save_model(model, config.with_updates(training=training, metrics=metrics,
-                                          verification=verification_calibration(identity)), out)
-    return {**summary, "validation": metrics["summary"]}
+    fitted = fit_identity_head(model, config, build_splits(Path(data_dir), Path(cache_dir), config.input_size),
+                               device, kind)
+    training = {**config.training, "identity_head": fitted.summary}
+    metrics = {"validation": fitted.report, "summary": headline(fitted.report)}
+    save_model(model, config.with_updates(training=training, metrics=metrics, verification=fitted.verification), out)
+    return {**fitted.summary, "validation": metrics["summary"]}

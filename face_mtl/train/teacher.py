@@ -103,8 +103,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", default=".cache", help="crop cache folder (default .cache)")
     parser.add_argument("--sets", nargs="+", default=["celeba_val", "celeba_train", "utk_train"],
                         help="detection-cache sets to describe (default: celeba_val celeba_train utk_train)")
+    parser.add_argument("--data", default="../shared/data",
+                        help="data folder, to build the detection cache when missing (default ../shared/data)")
+    parser.add_argument("--input-size", type=int, default=64,
+                        help="crop size of the crop cache built with it (default 64, the shipped network's)")
     args = parser.parse_args(argv)
-    build_teacher_cache(Path(args.cache), tuple(args.sets))
+    cache = Path(args.cache)
+    if any(not (cache / "boxes" / f"{name}.npz").exists() for name in args.sets):
+        from ..data.sets import build_splits
+
+        # A new machine: detect every training face first (what training would do; minutes).
+        build_splits(Path(args.data), cache, args.input_size)
+    build_teacher_cache(cache, tuple(args.sets))
 
 
 if __name__ == "__main__":
