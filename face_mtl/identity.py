@@ -146,6 +146,7 @@ def _cut(tree: np.ndarray | None, threshold: float, count: int) -> np.ndarray:
     relabel = {g: k for k, g in enumerate(groups)}
     return np.array([relabel[g] for g in raw], np.int64)
 
+
 def pair_precision_recall(truth: np.ndarray, found: np.ndarray) -> tuple[float, float]:
     """Pairwise precision and recall of a grouping: of the pairs of faces put in one group,
     the share that are the same person, and of the same-person pairs, the share put together

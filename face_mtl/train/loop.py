@@ -288,8 +288,9 @@ def train(settings: TrainSettings) -> Path:
         epoch = state["epoch"] + 1
         # A teacher cache still being built (train/teacher.py, rewritten every 500 faces) is
         # read again each epoch, so a run started beside it learns from every descriptor so far.
-        if teacher_files is not None and _teacher_files(Path(settings.cache_dir)) != teacher_files:
-            teacher_files = _teacher_files(Path(settings.cache_dir))
+        current = _teacher_files(Path(settings.cache_dir)) if teacher_files is not None else None
+        if current != teacher_files:
+            teacher_files = current
             with_teacher = attach_teacher(splits, Path(settings.cache_dir))
             utk, celeba = splits["utk_train"], splits["celeba_train"]
             described = {name: int(splits[name].teacher.any(axis=1).sum()) for name in with_teacher}
