@@ -75,6 +75,7 @@ class Report:
     rss_mb: dict[str, float]
     temp_mb: dict[str, float]
     samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds, RSS MB)
+    unexpected_jobs: dict[str, list[str]] = field(default_factory=dict)  # kind -> inputs it hit
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -234,6 +235,7 @@ def run(args: argparse.Namespace) -> Report:
             rss["max"] = max([rss["end"], *(mb for _, mb in samples)])
     kinds = Counter(o.kind for o in warmup + measured)
     unexpected = {k: n for k, n in kinds.items() if k not in ("ok", "refused")}
+    unexpected_jobs = {k: sorted({o.job for o in warmup + measured if o.kind == k}) for k in unexpected}
     latencies = [o.seconds for o in measured]
     by_group = {
         "photo": [o.seconds for o in measured if o.job in GOOD_PHOTOS],
@@ -254,6 +256,7 @@ def run(args: argparse.Namespace) -> Report:
         rss_mb={k: round(v, 1) for k, v in rss.items()},
         temp_mb={k: round(v, 2) for k, v in temp.items()},
         samples=samples,
+        unexpected_jobs=unexpected_jobs,
     )
 
 

@@ -16,7 +16,7 @@ from .crop import crop_face, resize_crop, to_input_tensor
 from .detect import Detector, DetectorSettings, shared_detector
 from .images import ImageInput, array_to_rgb, load_image, pil_to_rgb
 from .limits import Limits, current_limits
-from .model import inference_runner, predict
+from .model import inference_runner, precision_override, predict
 from .types import Comparison, Detection, Face, Match, NoFaceError
 from .weights import load_model, resolve_weights
 
@@ -38,7 +38,8 @@ def _cached_model(folder: str, device: str, precision: str | None, runtime: str)
         config = config.with_updates(inference_precision=precision)
     # Depthwise-separable backbones run markedly faster in channels-last layout.
     model = model.to(memory_format=torch.channels_last)
-    return model, config, inference_runner(model, config, device, runtime)
+    full_batch = BATCH_SIZE * (2 if config.test_time_flip else 1)  # the mirror images ride along
+    return model, config, inference_runner(model, config, device, runtime, full_batch)
 
 
 def _image_name(image: ImageInput, fallback: str) -> str:
@@ -63,9 +64,10 @@ class FaceAnalyzer:
     ``max_side`` (see DetectorSettings), or a ready ``detector``. ``test_time_flip``: average
     each face with its mirror image (default: the weights' config.json, True when unset);
     False halves the network's cost. ``inference_precision``: "bf16" or "fp32" (default: the
-    weights' config.json; bf16 applies only on CPUs with native bfloat16). ``runtime``: what
-    runs the network on the CPU in fp32: "auto" (ONNX Runtime where installed, else torch),
-    "onnx" or "torch"; the figures are the same to 1e-5. ``limits``: input
+    weights' config.json, bf16 for the bundled weights; bf16 applies only on CPUs with native
+    bfloat16, and runs in torch). ``runtime``: what runs the network on the CPU in fp32: "auto"
+    (ONNX Runtime where installed, else torch), "onnx" (which also means fp32 unless
+    ``inference_precision`` says otherwise) or "torch"; the figures are the same to 1e-5. ``limits``: input
     limits (default: ``current_limits()``, from the environment); ``max_faces`` defaults to
     ``limits.max_faces``.
     """
@@ -93,7 +95,7 @@ class FaceAnalyzer:
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
         self.model, self.config, self._runner = _cached_model(
-            str(folder.resolve()), self.device, inference_precision, runtime
+            str(folder.resolve()), self.device, precision_override(runtime, inference_precision), runtime
         )
         self.test_time_flip = self.config.test_time_flip if test_time_flip is None else bool(test_time_flip)
         overrides = {

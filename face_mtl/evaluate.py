@@ -314,7 +314,7 @@ def evaluate_weights(
     """
     from .analyzer import FaceAnalyzer, default_device
     from .data.sets import build_splits, tight_found_rate
-    from .model import effective_precision, inference_runner, runner_runtime
+    from .model import effective_precision, inference_runner, precision_override, runner_runtime
     from .weights import load_model, resolve_weights
 
     device = device or default_device()
@@ -322,6 +322,7 @@ def evaluate_weights(
     model, config = load_model(folder, device=device)
     if test_time_flip is not None:
         config = config.with_updates(test_time_flip=test_time_flip)
+    inference_precision = precision_override(runtime, inference_precision)
     if inference_precision is not None:
         config = config.with_updates(inference_precision=inference_precision)
     splits = build_splits(Path(data_dir), Path(cache_dir), config.input_size)

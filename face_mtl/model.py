@@ -79,12 +79,67 @@ def effective_precision(config: ModelConfig, device: str) -> str:
     return "bf16" if wanted and device == "cpu" and cpu_has_native_bf16() else "fp32"
 
 
-def inference_runner(model: FaceMTLNet, config: ModelConfig, device: str, runtime: str = "auto"):
+def precision_override(runtime: str, inference_precision: str | None) -> str | None:
+    """The inference precision to put over the weights' config: ``inference_precision`` when
+    given; "fp32" when ``runtime`` is "onnx" (ONNX Runtime computes float32 here, so asking for
+    it outranks weights whose config prefers bf16); else None (as the config says)."""
+    if inference_precision is None and runtime == "onnx":
+        return "fp32"
+    return inference_precision
+
+
+class _FusedFullBatches:
+    """Runs batches of exactly ``batch`` images through ``fused`` (a graph that oneDNN Graph
+    compiled for that shape) and any other batch through ``plain`` (the traced graph).
+
+    Why only one shape: the fused graph compiles again for every new batch shape, and ran
+    small batches slower than the plain graph even once compiled (2 images: 129 against 350
+    img/s), while full batches, most of the work in batch analysis, ran 10% faster (bf16,
+    batch 64, 2-core AMD EPYC with AVX512-BF16: 1,490-1,500 against 1,340-1,360 img/s)."""
+
+    runtime = "torch"
+
+    def __init__(self, fused, plain, batch: int) -> None:
+        self.fused, self.plain, self.batch = fused, plain, batch
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return (self.fused if x.shape[0] == self.batch else self.plain)(x)
+
+
+def _fused_graph(runner: nn.Module, plain, batch: int, side: int):
+    """``runner`` traced and compiled by oneDNN Graph for batches of ``batch`` images, or None
+    where that fails or disagrees with ``plain``. The fusion flag is process-wide, so it is on
+    only while the graph is traced and run for the first times (its profiling runs, which
+    compile it); the compiled graph keeps its fused kernels after the flag is restored."""
+    example = torch.randn(batch, 3, side, side, generator=torch.Generator().manual_seed(0))
+    example = example.contiguous(memory_format=torch.channels_last)
+    previous = torch.jit.onednn_fusion_enabled()
+    torch.jit.enable_onednn_fusion(True)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fused = torch.jit.freeze(torch.jit.trace(runner.eval(), example[:2], strict=False).eval())
+            for _ in range(3):
+                got = fused(example)
+            expected = plain(example)
+    except Exception:  # an optimisation only: never a reason to fail
+        return None
+    finally:
+        torch.jit.enable_onednn_fusion(previous)
+    # Both compute in bf16: their outputs differ by rounding only (at most 0.05 seen).
+    agree = all(torch.allclose(got[name], expected[name], atol=0.25) for name in expected)
+    return fused if agree else None
+
+
+def inference_runner(
+    model: FaceMTLNet, config: ModelConfig, device: str, runtime: str = "auto", full_batch: int | None = None
+):
     """What analysis and evaluation run, called like the module. On the CPU in float32: the
     network in ONNX Runtime (``runtime`` "auto" where it is installed, or "onnx"), else a
     traced, frozen copy (BatchNorm folded into convolutions, oneDNN kernels), which also runs
     bf16 autocast where ``config.inference_precision`` asks for it and the CPU has native
-    bf16. On other devices, or if tracing fails, the module itself."""
+    bf16; there, batches of ``full_batch`` images (the caller's usual full batch) run a graph
+    fused by oneDNN Graph. On other devices, or if tracing fails, the module itself."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
     bf16 = device == "cpu" and effective_precision(config, device) == "bf16"
@@ -114,9 +169,11 @@ def inference_runner(model: FaceMTLNet, config: ModelConfig, device: str, runtim
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(runner.eval(), example, strict=False)
-            return torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+            plain = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
     except Exception:  # an optimisation only: never a reason to fail
         return runner
+    fused = _fused_graph(runner, plain, full_batch, side) if bf16 and full_batch else None
+    return _FusedFullBatches(fused, plain, full_batch) if fused is not None else plain
 
 
 def runner_runtime(runner) -> str:

@@ -188,13 +188,46 @@ def test_bf16_inference_stays_close_to_float32(random_weights, grace_hopper_path
         FaceAnalyzer(weights=random_weights, device="cpu", inference_precision="int8")
 
 
+def test_bf16_full_batches_run_a_fused_graph_that_agrees_with_autocast():
+    import torch
+
+    from face_mtl.config import ModelConfig
+    from face_mtl.model import (
+        FaceMTLNet,
+        _BF16Autocast,
+        _FusedFullBatches,
+        cpu_has_native_bf16,
+        inference_runner,
+    )
+
+    if not cpu_has_native_bf16():
+        pytest.skip("bf16 inference runs only on CPUs with native bfloat16")
+    torch.manual_seed(0)
+    config = ModelConfig(backbone="resnet18", input_size=64, inference_precision="bf16")
+    model = FaceMTLNet(config).eval().to(memory_format=torch.channels_last)
+    fusion_before = torch.jit.onednn_fusion_enabled()
+    runner = inference_runner(model, config, "cpu", full_batch=6)
+    assert torch.jit.onednn_fusion_enabled() == fusion_before  # the process-wide flag is left alone
+    assert isinstance(runner, _FusedFullBatches) and runner.batch == 6
+    x = torch.randn(6, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = _BF16Autocast(model)(x)
+        for n in (6, 6, 4):  # the fused graph (twice: compiled once), then the plain one
+            got = runner(x[:n])
+            for name, value in expected.items():
+                assert got[name].dtype == torch.float32
+                np.testing.assert_allclose(got[name].numpy(), value[:n].numpy(), atol=0.1)
+            assert (got["emotion"].argmax(1) == expected["emotion"][:n].argmax(1)).float().mean() >= 0.8
+
+
 def test_onnx_and_torch_runtimes_give_the_same_faces(grace_hopper_path):
     import torch
 
     from face_mtl.onnx_runner import OnnxRunner
 
-    onnx = FaceAnalyzer(device="cpu", runtime="onnx")
-    traced = FaceAnalyzer(device="cpu", runtime="torch")
+    onnx = FaceAnalyzer(device="cpu", runtime="onnx")  # float32, although the weights prefer bf16
+    traced = FaceAnalyzer(device="cpu", runtime="torch", inference_precision="fp32")
+    assert onnx.config.inference_precision == "fp32"
     assert isinstance(onnx._runner, OnnxRunner) and not isinstance(traced._runner, OnnxRunner)
     a, b = onnx.analyze(grace_hopper_path)[0], traced.analyze(grace_hopper_path)[0]
     np.testing.assert_allclose(list(a.emotions.values()), list(b.emotions.values()), atol=1e-4)

@@ -263,6 +263,10 @@ def test_find_ranks_every_face_best_first(analyzer):
 
 PEOPLE = 6
 PHOTOS_PER_PERSON = 5
+# Acceptance rates need more people: with 6 (435 pairs, 360 of different people) the rate of
+# different people accepted moved 0.32 -> 0.35 between two weights whose rates on 20 people
+# (4,950 pairs) were 0.216 and 0.224 (calibrated on 6,000 pairs: 0.198 and 0.200).
+PEOPLE_FOR_RATES = 20
 
 
 def held_out_people(count: int, photos: int) -> dict[int, list[Path]]:
@@ -286,7 +290,7 @@ def held_out_people(count: int, photos: int) -> dict[int, list[Path]]:
 def test_held_out_same_person_pairs_pass_far_more_often(analyzer):
     if analyzer.verdict_threshold[1] != "calibrated":
         pytest.skip("the bundled weights carry no calibration")
-    people = held_out_people(PEOPLE, PHOTOS_PER_PERSON)
+    people = held_out_people(PEOPLE_FOR_RATES, PHOTOS_PER_PERSON)
     embeddings, labels = [], []
     for person, paths in people.items():
         for path in paths:
@@ -294,7 +298,7 @@ def test_held_out_same_person_pairs_pass_far_more_often(analyzer):
             if faces:
                 embeddings.append(faces[0].embedding)
                 labels.append(person)
-    assert len(embeddings) >= 0.8 * PEOPLE * PHOTOS_PER_PERSON  # the detector finds most faces
+    assert len(embeddings) >= 0.8 * PEOPLE_FOR_RATES * PHOTOS_PER_PERSON  # the detector finds most faces
     labels = np.array(labels)
     matrix = identity.similarity_matrix(np.stack(embeddings), np.stack(embeddings))
     upper = np.triu_indices(len(labels), k=1)

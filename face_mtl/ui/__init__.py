@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import gradio as gr
+import numpy as np
+from PIL import Image
 
 from ..config import ModelConfig
 from ..detect import DEFAULT_MIN_FACE_SIZE
@@ -226,3 +228,17 @@ def fresh_export_folder(kind: str) -> Path:
     folder = root / uuid.uuid4().hex
     folder.mkdir()
     return folder
+
+
+def picture_file(rgb: np.ndarray, kind: str, name: str) -> str:
+    """Save a picture the app shows (H x W x 3 uint8 RGB) as ``name``.webp in a fresh export
+    folder and return its path, for a ``gr.Image`` output.
+
+    Why not return the array: Gradio caches an array under a path named after its encoded bytes
+    and rewrites that file in place, so when two users get the same picture at once (an example
+    photo), one can download it while the other's copy truncates it. A returned file is copied
+    into the cache atomically instead (Gradio 6: ``save_pil_to_cache`` against
+    ``save_file_to_cache``). WebP at Pillow's default quality, as Gradio encodes arrays."""
+    path = fresh_export_folder(kind) / f"{name}.webp"
+    Image.fromarray(rgb).save(path, format="WEBP")
+    return str(path)

@@ -5,18 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import gradio as gr
-import numpy as np
 import plotly.graph_objects as go
 
 from ..analyzer import FaceAnalyzer
 from ..render.identity import annotate_numbered, similarity_heatmap, verdict_text
 from ..types import NoFaceError
-from . import FACE_HINT, on_gpu
+from . import FACE_HINT, on_gpu, picture_file
 from .photo import read_photo
 
 PHOTO_NAMES = {"image A": "first", "image B": "second"}
 
-CompareOutputs = tuple[np.ndarray, np.ndarray, str, go.Figure | None]
+CompareOutputs = tuple[str, str, str, go.Figure | None]
 
 
 def no_face_message(which: str) -> str:
@@ -39,7 +38,7 @@ def make_compare_faces(analyzer: FaceAnalyzer) -> Callable[[str | None, str | No
             image_b: path of the second photo.
 
         Returns:
-            the first and the second photo with their faces boxed and labelled A1, A2... and
+            the first and the second photo (WebP files) with their faces boxed and labelled A1, A2... and
             B1, B2... (largest first); the verdict in words, e.g. "Same person — similarity
             0.71, threshold 0.48" (cosine similarity of A1 and B1 against the calibrated
             threshold); a Plotly heatmap of every face pair's similarity when a photo has
@@ -53,8 +52,8 @@ def make_compare_faces(analyzer: FaceAnalyzer) -> Callable[[str | None, str | No
             raise gr.Error(no_face_message(which), title="No face found", print_exception=False) from None
         several = len(comparison.faces_a) > 1 or len(comparison.faces_b) > 1
         return (
-            annotate_numbered(rgb_a, comparison.faces_a, "A"),
-            annotate_numbered(rgb_b, comparison.faces_b, "B"),
+            picture_file(annotate_numbered(rgb_a, comparison.faces_a, "A"), "compare", "face_mtl_photo_a"),
+            picture_file(annotate_numbered(rgb_b, comparison.faces_b, "B"), "compare", "face_mtl_photo_b"),
             verdict_text(comparison),
             similarity_heatmap(comparison) if several else None,
         )

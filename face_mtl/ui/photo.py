@@ -17,7 +17,7 @@ from ..errors import FaceMTLInputError
 from ..images import load_image
 from ..limits import Limits
 from ..render.photo import TABLE_COLUMNS, render_photo, results_csv
-from . import FACE_HINT, fresh_export_folder, input_error, on_gpu, uploaded_file
+from . import FACE_HINT, fresh_export_folder, input_error, on_gpu, picture_file, uploaded_file
 
 EXAMPLE_NAMES = ("group.jpg", "astronaut.png", "grace_hopper.jpg")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -25,7 +25,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 NO_PHOTO_MESSAGE = "Add a photo first: upload one, paste it from the clipboard or take one with the webcam."
 NO_FACE_MESSAGE = f"No face found in this photo. {FACE_HINT}; try a larger or sharper photo."
 
-PhotoOutputs = tuple[np.ndarray, pd.DataFrame, go.Figure, dict[str, Any]]
+PhotoOutputs = tuple[str, pd.DataFrame, go.Figure, dict[str, Any]]
 
 
 def example_photos(folder: str | Path) -> list[str]:
@@ -69,7 +69,8 @@ def make_analyze_image(analyzer: FaceAnalyzer) -> Callable[[str | dict | None], 
             image: a photo file (JPEG, PNG, WebP...).
 
         Returns:
-            annotated photo (boxes and numbered labels; at most 2048 pixels on the longer side),
+            annotated photo, a WebP file (boxes and numbered labels; at most 2048 pixels on the
+            longer side),
             table with one row per face, Plotly chart of each face's emotion probabilities, and
             the results as JSON (boxes in the original photo's pixels).
         """
@@ -80,7 +81,7 @@ def make_analyze_image(analyzer: FaceAnalyzer) -> Callable[[str | dict | None], 
         if len(faces) >= analyzer.max_faces:
             gr.Info(f"Showing the {len(faces)} largest faces: the limit per photo is {analyzer.max_faces}.")
         result = render_photo(rgb, faces)
-        return result.annotated, result.table, result.chart, result.results
+        return picture_file(result.annotated, "photo", "face_mtl_annotated"), result.table, result.chart, result.results
 
     return analyze_image
 
