@@ -105,14 +105,46 @@ def test_annotated_photo_differs_from_the_original(outputs):
     assert (np.abs(annotated - original) > 40).any(axis=2).mean() > 0.001
 
 
-def test_each_request_gets_its_own_annotated_file(analyze_image, outputs):
-    """Gradio rewrites an array output's cache file in place (a file named after its bytes),
-    which a concurrent download of the same picture could read truncated; each request's own
-    file is copied into the cache atomically instead."""
-    first = outputs["grace_hopper.jpg"][0]
-    again = analyze_image(str(EXAMPLES / "grace_hopper.jpg"))[0]
-    assert Path(first) != Path(again) and Path(first).parent != Path(again).parent
-    assert Path(first).read_bytes() == Path(again).read_bytes()
+def test_annotated_pictures_appear_only_whole_even_when_rewritten_while_read(monkeypatch, tmp_path):
+    """Gradio rewrote an array output's cache file in place, so a download racing a second
+    request for the same picture could read it truncated. ``picture_file`` writes a picture
+    aside and renames it into place: a reader finds it whole or not at all."""
+    import threading
+
+    from face_mtl import ui
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    rgb = np.asarray(Image.open(EXAMPLES / "group.jpg").convert("RGB"))
+    path = Path(ui.picture_file(rgb, "photo", "face_mtl_annotated"))
+    expected = path.read_bytes()
+    returned, seen, stop = [], [], threading.Event()
+
+    def rewrite() -> None:
+        for _ in range(15):
+            path.unlink(missing_ok=True)  # as if new: written again
+            returned.append(ui.picture_file(rgb, "photo", "face_mtl_annotated"))
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                seen.append(path.read_bytes())
+            except FileNotFoundError:
+                pass
+
+    writers = [threading.Thread(target=rewrite) for _ in range(3)]
+    reader = threading.Thread(target=read)
+    reader.start()
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    stop.set()
+    reader.join()
+    assert set(returned) == {str(path)}  # the same picture, the same file
+    assert seen and all(data == expected for data in seen)  # never a partial file
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # nothing left aside
+    other = Path(ui.picture_file(rgb[::2, ::2].copy(), "photo", "face_mtl_annotated"))
+    assert other.parent != path.parent and other.is_file()
 
 
 def test_no_face_gives_a_clear_message(analyze_image, faceless_path):

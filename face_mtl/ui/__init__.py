@@ -6,7 +6,9 @@ Serving limits live here so that the app and its tests agree on them.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import html
+import io
 import os
 import shutil
 import tempfile
@@ -212,9 +214,9 @@ temporary copies after about an hour.
 EXPORT_MAX_AGE_S = 300
 
 
-def fresh_export_folder(kind: str) -> Path:
-    """A new empty folder under the temp dir for one request's downloads (``kind``: photo,
-    video). Exports are only needed until Gradio has copied them: older ones are dropped."""
+def _export_root(kind: str) -> Path:
+    """The temp dir's folder for ``kind``'s downloads, with folders older than
+    EXPORT_MAX_AGE_S removed: exports are only needed until Gradio has copied them."""
     root = Path(tempfile.gettempdir()) / f"face_mtl_{kind}"
     root.mkdir(exist_ok=True)
     cutoff = time.time() - EXPORT_MAX_AGE_S
@@ -225,20 +227,37 @@ def fresh_export_folder(kind: str) -> Path:
             continue
         if stale:
             shutil.rmtree(old, ignore_errors=True)
-    folder = root / uuid.uuid4().hex
+    return root
+
+
+def fresh_export_folder(kind: str) -> Path:
+    """A new empty folder under the temp dir for one request's downloads (``kind``: photo,
+    video). Exports are only needed until Gradio has copied them: older ones are dropped."""
+    folder = _export_root(kind) / uuid.uuid4().hex
     folder.mkdir()
     return folder
 
 
 def picture_file(rgb: np.ndarray, kind: str, name: str) -> str:
-    """Save a picture the app shows (H x W x 3 uint8 RGB) as ``name``.webp in a fresh export
-    folder and return its path, for a ``gr.Image`` output.
+    """Save a picture the app shows (H x W x 3 uint8 RGB) as ``name``.webp and return its path,
+    for a ``gr.Image`` output; the same picture is written once (in a folder named after its
+    bytes, like Gradio's cache) and always whole.
 
     Why not return the array: Gradio caches an array under a path named after its encoded bytes
     and rewrites that file in place, so when two users get the same picture at once (an example
-    photo), one can download it while the other's copy truncates it. A returned file is copied
-    into the cache atomically instead (Gradio 6: ``save_pil_to_cache`` against
+    photo), one can download it while the other's copy truncates it. Here a picture appears
+    under its name only complete (written aside, then renamed), and Gradio copies a returned
+    file into its cache atomically (Gradio 6: ``save_pil_to_cache`` against
     ``save_file_to_cache``). WebP at Pillow's default quality, as Gradio encodes arrays."""
-    path = fresh_export_folder(kind) / f"{name}.webp"
-    Image.fromarray(rgb).save(path, format="WEBP")
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="WEBP")
+    data = buffer.getvalue()
+    folder = _export_root(kind) / hashlib.sha256(data).hexdigest()[:32]
+    folder.mkdir(exist_ok=True)
+    os.utime(folder)  # in use (again): the sweep keeps it for another EXPORT_MAX_AGE_S
+    path = folder / f"{name}.webp"
+    if not path.is_file():
+        staging = folder / f".{uuid.uuid4().hex}.tmp"
+        staging.write_bytes(data)
+        os.replace(staging, path)
     return str(path)
