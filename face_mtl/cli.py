@@ -279,10 +279,12 @@ def _video_collection(args: argparse.Namespace, max_duration: float | None) -> i
 
 
 def _train_command(args: argparse.Namespace) -> int:
+    from .data.sets import crop_cache_complete
     from .train import TrainSettings, train
 
     settings = TrainSettings.from_namespace(args)
-    _check_data_dir(settings.data_dir)
+    if not crop_cache_complete(Path(settings.cache_dir), settings.input_size):
+        _check_data_dir(settings.data_dir)
     _check_device(settings.device)
     train(settings)
     return 0

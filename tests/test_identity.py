@@ -261,11 +261,10 @@ def test_find_ranks_every_face_best_first(analyzer):
 
 # --- held-out CelebA people (../shared/data) -------------------------------------------------------
 
-PEOPLE = 6
 PHOTOS_PER_PERSON = 5
-# Acceptance rates need more people: with 6 (435 pairs, 360 of different people) the rate of
-# different people accepted moved 0.32 -> 0.35 between two weights whose rates on 20 people
-# (4,950 pairs) were 0.216 and 0.224 (calibrated on 6,000 pairs: 0.198 and 0.200).
+# Rates need 20 people, not 6: with 6 (435 pairs, 360 of different people) the rate of different
+# people accepted moved 0.32 -> 0.35 between two weights whose rates on 20 people (4,950 pairs)
+# were 0.216 and 0.224 (calibrated on 6,000 pairs: 0.198 and 0.200).
 PEOPLE_FOR_RATES = 20
 
 
@@ -310,14 +309,16 @@ def test_held_out_same_person_pairs_pass_far_more_often(analyzer):
 
 
 def test_people_command_groups_held_out_people_well_above_chance(tmp_path):
-    """``face-mtl people`` on 30 photos of 6 held-out people: pairs of faces it puts together
-    are the same person far more often than chance (the embedding verifies about 81% of pairs
-    right, so the grouping is not expected to be perfect)."""
+    """``face-mtl people`` on 100 photos of 20 held-out people: pairs of faces it puts together
+    are the same person far more often than chance (the embedding verifies about 83% of pairs
+    right, so the grouping is not expected to be perfect). 20 people, not 6: on 6 (435 pairs)
+    the precision of two weights moved 0.59 -> 0.33 while on 20 (4,950 pairs) it moved
+    0.29 -> 0.26 and their calibrated grouping F1 (200 simulated folders) 0.666 -> 0.670."""
     import shutil
     import subprocess
     import sys
 
-    people = held_out_people(PEOPLE, PHOTOS_PER_PERSON)
+    people = held_out_people(PEOPLE_FOR_RATES, PHOTOS_PER_PERSON)
     folder = tmp_path / "photos"
     for person, paths in people.items():
         (folder / f"person{person}").mkdir(parents=True)
@@ -329,7 +330,7 @@ def test_people_command_groups_held_out_people_well_above_chance(tmp_path):
     assert result.returncode == 0, result.stderr
     faces = [(Path(f["image"]).parent.name, group["person"]) for group in json.loads(out.read_text())
              for f in group["faces"]]
-    assert len(faces) >= 0.8 * PEOPLE * PHOTOS_PER_PERSON
+    assert len(faces) >= 0.8 * PEOPLE_FOR_RATES * PHOTOS_PER_PERSON
     truth = np.array([name for name, _ in faces])
     found = np.array([person for _, person in faces])
     upper = np.triu_indices(len(faces), k=1)
@@ -338,6 +339,6 @@ def test_people_command_groups_held_out_people_well_above_chance(tmp_path):
     chance = same_truth.mean()  # precision of putting everyone together
     precision = (same_truth & same_found).sum() / max(1, same_found.sum())
     recall = (same_truth & same_found).sum() / same_truth.sum()
-    assert precision > max(0.35, 2.5 * chance), (precision, chance)
+    assert precision > max(0.2, 4 * chance), (precision, chance)  # chance: about 0.04 with 20 people
     assert recall > 0.4, recall
-    assert 2 <= found.max() <= 4 * PEOPLE  # neither one big group nor all alone
+    assert 2 <= found.max() <= 4 * PEOPLE_FOR_RATES  # neither one big group nor all alone

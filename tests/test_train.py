@@ -268,3 +268,69 @@ def test_identity_head_command_refits_exported_weights(tiny_data, tmp_path, caps
         main(["identity-head", "--weights", str(source), "--head", "svm", *common])
     assert main(["identity-head", "--weights", str(tmp_path / "missing"), *common]) != 0
     assert "no such weights folder" in capsys.readouterr().err
+
+
+def test_packed_caches_train_on_a_machine_without_the_photos(tiny_data, tmp_path):
+    """``python -m face_mtl.train.portable pack`` shrinks the crop caches (JPEG mosaics, int8
+    teacher directions) for another machine; ``unpack`` there rebuilds caches that training
+    reads without any photo. ``eval_every`` validates every so many epochs, and at the end."""
+    from face_mtl.data.sets import crop_cache_complete
+    from face_mtl.train.portable import pack, unpack
+
+    source = tmp_path / "cache"
+    splits = build_splits(tiny_data, source, 64)
+    descriptors = np.random.default_rng(0).normal(size=(len(splits["celeba_train"]), 128)).astype(np.float32)
+    descriptors[0] = 0.0  # a face the teacher has not described yet stays without one
+    (source / "teacher").mkdir()
+    np.savez(source / "teacher" / "celeba_train.npz", teacher=descriptors)
+    sizes = pack(source, 64, tmp_path / "packs", quality=90)
+    assert set(sizes) == set(splits) and all(size > 0 for size in sizes.values())
+
+    target = tmp_path / "elsewhere"
+    assert not crop_cache_complete(target, 64)
+    assert sorted(unpack([tmp_path / "packs"], target, 64)) == sorted(splits)
+    assert crop_cache_complete(target, 64)
+    moved = build_splits(tmp_path / "no_photos_here", target, 64)
+    for name, crop_set in splits.items():
+        copy = moved[name]
+        for field in ("emotion", "age", "gender", "ethnicity", "identity"):
+            np.testing.assert_array_equal(getattr(copy, field), getattr(crop_set, field))
+        assert copy.crops.shape == crop_set.crops.shape
+        # JPEG at quality 90 with colour at half resolution: a few levels of 255 (another crop: tens)
+        assert np.abs(copy.crops.astype(int) - crop_set.crops).mean() < 4.0
+    # FER+ crops are grayscale and stay so (they travel as one channel).
+    ferplus = moved["ferplus_train"].crops
+    assert (ferplus[..., 0] == ferplus[..., 1]).all() and (ferplus[..., 0] == ferplus[..., 2]).all()
+    with np.load(target / "teacher" / "celeba_train.npz") as data:
+        teacher = data["teacher"]
+    assert not teacher[0].any() and not (target / "teacher" / "utk_train.npz").exists()
+    unit = descriptors[1:] / np.linalg.norm(descriptors[1:], axis=1, keepdims=True)
+    assert (teacher[1:] * unit).sum(axis=1).min() > 0.999  # the direction, to int8's precision
+
+    settings = TrainSettings(
+        data_dir=str(tmp_path / "no_photos_here"), cache_dir=str(target), run_dir=str(tmp_path / "run"),
+        backbone="mobilenetv4_conv_small", input_size=64, epochs=3, max_steps=1, warmup_epochs=0.0,
+        batch_emotion=4, batch_utk=4, batch_identity=4, device="cpu", bn_recalibration_batches=1,
+        loss_teacher=1.0, embedding_head="trained", eval_every=2, max_hours=1e6,
+    )
+    train(settings)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "identity teacher descriptors: celeba_train" in log
+    history = [json.loads(line) for line in log.splitlines() if line.startswith('{"epoch"')]
+    assert [record["epoch"] for record in history] == [2, 3]
+    assert [record["steps"] for record in history] == [2, 1]  # losses averaged over both epochs
+    with pytest.raises(ValueError, match="eval_every"):
+        TrainSettings(eval_every=0)
+
+
+def test_teacher_workers_describe_the_same_faces_as_one_process(tmp_path, astronaut_path, grace_hopper_path):
+    """``--workers N`` splits dlib's work over processes; the descriptors come back in order."""
+    pytest.importorskip("dlib")
+    from face_mtl.train.teacher import dlib_descriptors
+
+    paths = [astronaut_path, grace_hopper_path] * 3
+    boxes = np.array([(150, 30, 300, 200), (130, 70, 400, 390)] * 3, np.float32)
+    one = dlib_descriptors(paths, boxes)
+    two = dlib_descriptors(paths, boxes, workers=2)
+    np.testing.assert_allclose(two, one, atol=1e-6)
+    assert np.linalg.norm(one[0] - one[1]) > 0.3  # two people, two descriptors

@@ -92,3 +92,40 @@ def test_crop_sets_cached_before_the_teacher_field_load_without_descriptors(tmp_
     np.savez(tmp_path / "old.npz", **{f: getattr(old, f) for f in CropSet.__dataclass_fields__ if f != "teacher"})
     loaded = CropSet.load(tmp_path / "old.npz")
     assert loaded.teacher.shape == (2, 128) and not loaded.teacher.any()
+
+
+def test_averaged_weights_are_the_weighted_mean_and_record_what_was_averaged(random_weights, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from face_mtl.config import ModelConfig
+    from face_mtl.train.average import average_weights
+    from face_mtl.weights import load_model
+
+    first = load_file(str(random_weights / "model.safetensors"))
+    second_dir = tmp_path / "second"
+    second_dir.mkdir()
+    second = {k: (v + 1.0 if v.is_floating_point() else v) for k, v in first.items()}
+    save_file(second, str(second_dir / "model.safetensors"))
+    (second_dir / "config.json").write_text((random_weights / "config.json").read_text())
+
+    out = average_weights([random_weights, second_dir], tmp_path / "soup", [3.0, 1.0])
+    soup = load_file(str(out / "model.safetensors"))
+    key = next(k for k, v in first.items() if v.is_floating_point() and v.ndim == 4)
+    torch.testing.assert_close(soup[key].float(), first[key].float() + 0.25, atol=2e-3, rtol=0)  # float16 storage
+    integer = next(k for k, v in first.items() if not v.is_floating_point())
+    assert torch.equal(soup[integer], second[integer])
+    record = ModelConfig.from_json(out / "config.json").training["weight_average"]
+    assert record["of"] == [str(random_weights), str(second_dir)] and record["weights"] == [3.0, 1.0]
+    load_model(out)  # a loadable weights folder
+
+
+def test_weights_of_different_networks_are_not_averaged(random_weights, tmp_path):
+    from safetensors.torch import load_file
+
+    from face_mtl.train.average import average_state
+
+    state = load_file(str(random_weights / "model.safetensors"))
+    with pytest.raises(ValueError, match="differ"):
+        average_state([state, {k: v for k, v in list(state.items())[1:]}], [1.0, 1.0])
+    with pytest.raises(ValueError, match="3 averaging weights"):
+        average_state([state, state], [1.0, 1.0, 1.0])

@@ -9,6 +9,7 @@ shift around that box without re-running detection. FER+ images are already 48x4
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import re
 import zlib
@@ -300,6 +301,14 @@ def read_celeba(items: list[tuple[Path, int]], size: int, boxes_path: Path | Non
 # --- the cache ---------------------------------------------------------------------------------
 
 
+SPLITS = ("ferplus_train", "ferplus_val", "ferplus_tight_val", "utk_train", "utk_val", "celeba_train", "celeba_val")
+
+
+def crop_cache_complete(cache_dir: Path, size: int) -> bool:
+    """Whether every split's crops are cached: then training reads no photos."""
+    return all((Path(cache_dir) / f"crops{size}" / f"{name}.npz").is_file() for name in SPLITS)
+
+
 def build_splits(data_dir: Path, cache_dir: Path, size: int, val_fraction: float = 0.1) -> dict[str, CropSet]:
     """Train/val CropSets of the three sets, detecting faces only when not cached yet.
 
@@ -326,18 +335,17 @@ def build_splits(data_dir: Path, cache_dir: Path, size: int, val_fraction: float
         "ferplus_tight_val": cached("ferplus_tight_val", lambda: read_ferplus_tight(
             data_dir / "ferplus" / "valid.npz", size, boxes_dir / "ferplus_tight_val.npz")),
     }
-    utk = list_utkface(data_dir / "utkface" / "images")
+    # The photo folders are listed (and UTKFace hashed) only when a crop cache is missing, so
+    # training from complete caches needs no photos (e.g. on a machine the caches were copied to).
+    utk = functools.cache(lambda: list_utkface(data_dir / "utkface" / "images"))
     for part in ("train", "val"):
-        chosen = [item for item in utk if split_of(item[0].name, val_fraction) == part]
-        splits[f"utk_{part}"] = cached(
-            f"utk_{part}", lambda chosen=chosen, part=part: read_utkface(chosen, size, boxes_dir / f"utk_{part}.npz")
-        )
-    celeba = list_celeba(data_dir / "celeba_ids")
+        splits[f"utk_{part}"] = cached(f"utk_{part}", lambda part=part: read_utkface(
+            [item for item in utk() if split_of(item[0].name, val_fraction) == part], size, boxes_dir / f"utk_{part}.npz"))
+    celeba = functools.cache(lambda: list_celeba(data_dir / "celeba_ids"))
     for part in ("train", "val"):
-        chosen = [item for item in celeba if split_of(f"id{item[1]}", val_fraction * 1.6) == part]
-        splits[f"celeba_{part}"] = cached(
-            f"celeba_{part}", lambda chosen=chosen, part=part: read_celeba(chosen, size, boxes_dir / f"celeba_{part}.npz")
-        )
+        splits[f"celeba_{part}"] = cached(f"celeba_{part}", lambda part=part: read_celeba(
+            [item for item in celeba() if split_of(f"id{item[1]}", val_fraction * 1.6) == part], size,
+            boxes_dir / f"celeba_{part}.npz"))
     train_ids = splits["celeba_train"].identity
     classes = {identity: k for k, identity in enumerate(sorted(set(train_ids.tolist())))}
     remapped = np.array([classes[i] for i in train_ids], np.int64)

@@ -32,7 +32,8 @@ def center_theta(n: int) -> torch.Tensor:
 
 
 def normalise(images: torch.Tensor, mean, std) -> torch.Tensor:
-    return (images - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    mean, std = (torch.tensor(v, device=images.device).view(1, 3, 1, 1) for v in (mean, std))
+    return (images - mean) / std
 
 
 def eval_batch(crops_uint8, size, mean, std) -> torch.Tensor:

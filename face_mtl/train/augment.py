@@ -32,12 +32,6 @@ class AugmentSettings:
     grayscale_p: float = 0.2
 
 
-
-
-
-
-
-
 def random_theta(
     n: int, settings: AugmentSettings, generator: torch.Generator, zoomable: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -66,9 +60,10 @@ def jitter_colour(images: torch.Tensor, settings: AugmentSettings, generator: to
     n = images.shape[0]
 
     def factor(spread: float) -> torch.Tensor:
-        return (1 + (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * spread)
+        # Drawn on the CPU generator (the same draws on any device), applied where the images are.
+        return (1 + (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * spread).to(images.device)
 
-    weights = torch.tensor(GRAY_WEIGHTS).view(1, 3, 1, 1)
+    weights = torch.tensor(GRAY_WEIGHTS, device=images.device).view(1, 3, 1, 1)
     images = images * factor(settings.brightness)
     gray = (images * weights).sum(dim=1, keepdim=True)
     images = (images - gray.mean(dim=(2, 3), keepdim=True)) * factor(settings.contrast) + gray.mean(
@@ -77,16 +72,17 @@ def jitter_colour(images: torch.Tensor, settings: AugmentSettings, generator: to
     gray = (images * weights).sum(dim=1, keepdim=True)
     images = (images - gray) * factor(settings.saturation) + gray
     # FER+ is grayscale while users send colour photos: teach colour-blind features too.
-    to_gray = torch.rand(n, 1, 1, 1, generator=generator) < settings.grayscale_p
+    to_gray = (torch.rand(n, 1, 1, 1, generator=generator) < settings.grayscale_p).to(images.device)
     images = torch.where(to_gray, gray.expand_as(images), images)
     return images.clamp_(0.0, 1.0)
 
 
-
-
 def augment_batch(crops_uint8, size, mean, std, settings, generator, zoomable=None) -> torch.Tensor:
-    """Random training views: N x C x C x 3 uint8 cached crops -> N x 3 x size x size normalised."""
+    """Random training views: N x C x C x 3 uint8 cached crops -> N x 3 x size x size normalised,
+    computed where the crops are (the training device: on a GPU the CPU only draws the numbers)."""
     images = crops_to_float(crops_uint8)
-    images = resample(images, size, random_theta(len(images), settings, generator, zoomable))
+    zoomable = zoomable.cpu() if zoomable is not None else None
+    theta = random_theta(len(images), settings, generator, zoomable).to(images.device)
+    images = resample(images, size, theta)
     return normalise(jitter_colour(images, settings, generator), mean, std)
 

@@ -43,21 +43,59 @@ def dlib_model_files() -> tuple[Path, Path]:
     return files
 
 
-def dlib_descriptors(paths: list[Path], boxes: np.ndarray, desc: str = "dlib descriptors") -> np.ndarray:
-    """dlib face descriptors (N x 128 float32, as dlib returns them: not unit length) of the
-    face in ``boxes[i]`` (x1, y1, x2, y2 pixels) of each photo ``paths[i]``."""
-    try:
-        import dlib
-    except ImportError as error:
-        raise TeacherUnavailableError("dlib is not installed: pip install -e '.[train]'") from error
-    predictor_file, network_file = dlib_model_files()
-    predictor = dlib.shape_predictor(str(predictor_file))
-    network = dlib.face_recognition_model_v1(str(network_file))
-    out = np.zeros((len(paths), TEACHER_SIZE), np.float32)
-    for i, (path, box) in enumerate(zip(tqdm(paths, desc=desc, unit="face", mininterval=10), boxes)):
+class _DlibTeacher:
+    """dlib's landmark predictor and descriptor network, loaded once per process."""
+
+    def __init__(self) -> None:
+        try:
+            import dlib
+        except ImportError as error:
+            raise TeacherUnavailableError("dlib is not installed: pip install -e '.[train]'") from error
+        predictor_file, network_file = dlib_model_files()
+        self.dlib = dlib
+        self.predictor = dlib.shape_predictor(str(predictor_file))
+        self.network = dlib.face_recognition_model_v1(str(network_file))
+
+    def describe(self, path: Path, box) -> np.ndarray:
         image = load_image(path)
-        rect = dlib.rectangle(*(int(round(float(v))) for v in box))
-        out[i] = np.asarray(network.compute_face_descriptor(image, predictor(image, rect)), np.float32)
+        rect = self.dlib.rectangle(*(int(round(float(v))) for v in box))
+        return np.asarray(self.network.compute_face_descriptor(image, self.predictor(image, rect)), np.float32)
+
+
+_worker_teacher: _DlibTeacher | None = None
+
+
+def _init_worker() -> None:
+    global _worker_teacher
+    _worker_teacher = _DlibTeacher()
+
+
+def _describe_chunk(job: tuple[list[str], np.ndarray]) -> np.ndarray:
+    paths, boxes = job
+    return np.stack([_worker_teacher.describe(Path(p), b) for p, b in zip(paths, boxes)])
+
+
+def dlib_descriptors(paths: list[Path], boxes: np.ndarray, desc: str = "dlib descriptors", workers: int = 1) -> np.ndarray:
+    """dlib face descriptors (N x 128 float32, as dlib returns them: not unit length) of the
+    face in ``boxes[i]`` (x1, y1, x2, y2 pixels) of each photo ``paths[i]``.
+
+    ``workers`` > 1 describes chunks of faces in that many processes (dlib runs one face on
+    one core), results in the input order."""
+    out = np.zeros((len(paths), TEACHER_SIZE), np.float32)
+    if workers <= 1 or len(paths) < 2 * workers:
+        teacher = _DlibTeacher()
+        for i, (path, box) in enumerate(zip(tqdm(paths, desc=desc, unit="face", mininterval=10), boxes)):
+            out[i] = teacher.describe(path, box)
+        return out
+    import multiprocessing
+
+    size = 25  # faces per job: small enough to keep every worker busy to the end
+    jobs = [([str(p) for p in paths[s : s + size]], boxes[s : s + size]) for s in range(0, len(paths), size)]
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) as pool, \
+            tqdm(total=len(paths), desc=desc, unit="face", mininterval=10) as bar:
+        for start, vectors in zip(range(0, len(paths), size), pool.imap(_describe_chunk, jobs)):
+            out[start : start + len(vectors)] = vectors
+            bar.update(len(vectors))
     return out
 
 
@@ -66,7 +104,8 @@ def teacher_path(cache_dir: Path, name: str) -> Path:
 
 
 def build_teacher_cache(
-    cache_dir: Path, names: tuple[str, ...] = ("celeba_val", "celeba_train", "utk_train"), chunk: int = 500
+    cache_dir: Path, names: tuple[str, ...] = ("celeba_val", "celeba_train", "utk_train"), chunk: int = 500,
+    workers: int = 1,
 ) -> None:
     """Descriptors of every found face in the detection cache ``boxes/NAME.npz`` (built by
     ``build_splits``), saved as ``teacher/NAME.npz`` in the order of the CropSet of that name.
@@ -91,7 +130,7 @@ def build_teacher_cache(
             rows = todo[start : start + chunk]
             vectors[rows] = dlib_descriptors(
                 [Path(str(files[chosen[i]])) for i in rows], boxes[chosen[rows]],
-                desc=f"{name} {start + len(rows)}/{len(todo)}",
+                desc=f"{name} {start + len(rows)}/{len(todo)}", workers=workers,
             )
             tmp = out.with_suffix(".tmp.npz")
             np.savez(tmp, teacher=vectors, names=files[chosen])
@@ -107,14 +146,19 @@ def main(argv: list[str] | None = None) -> None:
                         help="data folder, to build the detection cache when missing (default ../shared/data)")
     parser.add_argument("--input-size", type=int, default=64,
                         help="crop size of the crop cache built with it (default 64, the shipped network's)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes describing faces at once, one core each (default 1: training "
+                             "beside it keeps the rest; use the machine's cores when nothing else runs)")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
     cache = Path(args.cache)
     if any(not (cache / "boxes" / f"{name}.npz").exists() for name in args.sets):
         from ..data.sets import build_splits
 
         # A new machine: detect every training face first (what training would do; minutes).
         build_splits(Path(args.data), cache, args.input_size)
-    build_teacher_cache(cache, tuple(args.sets))
+    build_teacher_cache(cache, tuple(args.sets), workers=args.workers)
 
 
 if __name__ == "__main__":
