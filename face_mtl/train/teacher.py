@@ -12,6 +12,7 @@ and nothing at run time imports this module.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 from pathlib import Path
 
@@ -75,24 +76,38 @@ def _describe_chunk(job: tuple[list[str], np.ndarray]) -> np.ndarray:
     return np.stack([_worker_teacher.describe(Path(p), b) for p, b in zip(paths, boxes)])
 
 
-def dlib_descriptors(paths: list[Path], boxes: np.ndarray, desc: str = "dlib descriptors", workers: int = 1) -> np.ndarray:
+@contextlib.contextmanager
+def _teacher_pool(workers: int):
+    """``workers`` processes with dlib loaded once each, or None for one process."""
+    if workers <= 1:
+        yield None
+        return
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+        yield pool
+
+
+def dlib_descriptors(paths: list[Path], boxes: np.ndarray, desc: str = "dlib descriptors", workers: int = 1,
+                     pool=None) -> np.ndarray:
     """dlib face descriptors (N x 128 float32, as dlib returns them: not unit length) of the
     face in ``boxes[i]`` (x1, y1, x2, y2 pixels) of each photo ``paths[i]``.
 
     ``workers`` > 1 describes chunks of faces in that many processes (dlib runs one face on
-    one core), results in the input order."""
+    one core), results in the input order; ``pool`` (from ``_teacher_pool``) reuses processes
+    that already loaded dlib across calls."""
+    if pool is None and workers > 1:
+        with _teacher_pool(workers) as pool:
+            return dlib_descriptors(paths, boxes, desc, pool=pool)
     out = np.zeros((len(paths), TEACHER_SIZE), np.float32)
-    if workers <= 1 or len(paths) < 2 * workers:
+    if pool is None:
         teacher = _DlibTeacher()
         for i, (path, box) in enumerate(zip(tqdm(paths, desc=desc, unit="face", mininterval=10), boxes)):
             out[i] = teacher.describe(path, box)
         return out
-    import multiprocessing
-
     size = 25  # faces per job: small enough to keep every worker busy to the end
     jobs = [([str(p) for p in paths[s : s + size]], boxes[s : s + size]) for s in range(0, len(paths), size)]
-    with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) as pool, \
-            tqdm(total=len(paths), desc=desc, unit="face", mininterval=10) as bar:
+    with tqdm(total=len(paths), desc=desc, unit="face", mininterval=10) as bar:
         for start, vectors in zip(range(0, len(paths), size), pool.imap(_describe_chunk, jobs)):
             out[start : start + len(vectors)] = vectors
             bar.update(len(vectors))
@@ -114,27 +129,33 @@ def build_teacher_cache(
     faces, rows not done yet left at zero (= no teacher): training can start from a partial
     cache, and an interrupted build resumes where it stopped.
     """
-    for name in names:
-        out = teacher_path(cache_dir, name)
-        with np.load(Path(cache_dir) / "boxes" / f"{name}.npz") as data:
-            boxes, found, files = data["boxes"], data["found"], data["names"]
-        chosen = np.flatnonzero(found)
-        vectors = np.zeros((len(chosen), TEACHER_SIZE), np.float32)
-        if out.exists():
-            with np.load(out) as data:
-                if np.array_equal(data["names"], files[chosen]):
-                    vectors = data["teacher"]
-        todo = [i for i in np.random.default_rng(0).permutation(len(chosen)) if not vectors[i].any()]
-        out.parent.mkdir(parents=True, exist_ok=True)
-        for start in range(0, len(todo), chunk):
-            rows = todo[start : start + chunk]
-            vectors[rows] = dlib_descriptors(
-                [Path(str(files[chosen[i]])) for i in rows], boxes[chosen[rows]],
-                desc=f"{name} {start + len(rows)}/{len(todo)}", workers=workers,
-            )
-            tmp = out.with_suffix(".tmp.npz")
-            np.savez(tmp, teacher=vectors, names=files[chosen])
-            tmp.replace(out)
+    with _teacher_pool(workers) as pool:  # one set of processes (and dlib loads) for every chunk
+        for name in names:
+            _describe_set(cache_dir, name, chunk, pool)
+
+
+def _describe_set(cache_dir: Path, name: str, chunk: int, pool) -> None:
+    """``build_teacher_cache`` for one set."""
+    out = teacher_path(cache_dir, name)
+    with np.load(Path(cache_dir) / "boxes" / f"{name}.npz") as data:
+        boxes, found, files = data["boxes"], data["found"], data["names"]
+    chosen = np.flatnonzero(found)
+    vectors = np.zeros((len(chosen), TEACHER_SIZE), np.float32)
+    if out.exists():
+        with np.load(out) as data:
+            if np.array_equal(data["names"], files[chosen]):
+                vectors = data["teacher"]
+    todo = [i for i in np.random.default_rng(0).permutation(len(chosen)) if not vectors[i].any()]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for start in range(0, len(todo), chunk):
+        rows = todo[start : start + chunk]
+        vectors[rows] = dlib_descriptors(
+            [Path(str(files[chosen[i]])) for i in rows], boxes[chosen[rows]],
+            desc=f"{name} {start + len(rows)}/{len(todo)}", pool=pool,
+        )
+        tmp = out.with_suffix(".tmp.npz")
+        np.savez(tmp, teacher=vectors, names=files[chosen])
+        tmp.replace(out)
 
 
 def main(argv: list[str] | None = None) -> None:
