@@ -5,7 +5,11 @@
 Both are scored on the held-out CelebA people of ``build_splits`` (never trained on) with the
 pairs and 10-fold protocol of ``face-mtl eval``. The teacher's descriptors come from the cache
 that ``python -m face_mtl.train.teacher --sets celeba_val`` writes; dlib compares them by
-Euclidean distance, the student by cosine similarity, so both are scored both ways.
+Euclidean distance, the student by cosine similarity, so both are scored both ways. The student's embedding is also compared with the teacher's
+descriptor of each face: the mean cosine to the descriptor as dlib gives it ("raw") and to
+the descriptor minus the mean descriptor of the training faces ("centred", see
+``attach_teacher``), the part that tells people apart. Those two mean something only for the distilled
+("trained") identity head: an LDA or PCA head has axes of its own.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from face_mtl.data.sets import build_splits
+from face_mtl.data.sets import build_splits, centred_descriptors
 from face_mtl.evaluate import VERIFICATION_PAIRS, predict_cached, verification_accuracy, verification_pairs
 from face_mtl.weights import load_model
 
@@ -28,6 +32,21 @@ def scores(vectors: np.ndarray, pairs: np.ndarray, is_same: np.ndarray) -> dict[
     distance = np.linalg.norm(a - b, axis=1)
     return {"cosine": verification_accuracy(cosine, is_same)["accuracy"],
             "euclidean": verification_accuracy(-distance, is_same)["accuracy"]}
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def training_mean_descriptor(cache: Path) -> np.ndarray:
+    """The mean of the cached training descriptors (the centre that ``attach_teacher`` uses)."""
+    described = []
+    for path in sorted((cache / "teacher").glob("*_train.npz")):
+        with np.load(path) as data:
+            described.append(data["teacher"][data["teacher"].any(axis=1)])
+    if not described:
+        raise SystemExit("no training descriptors cached: python -m face_mtl.train.teacher")
+    return np.concatenate(described).mean(axis=0)
 
 
 def main() -> None:
@@ -46,11 +65,14 @@ def main() -> None:
                          "python -m face_mtl.train.teacher --sets celeba_val")
     pairs, is_same = verification_pairs(people.identity, VERIFICATION_PAIRS)
     student = predict_cached(model, people.crops, config)["embedding"]
+    centred = centred_descriptors(teacher, training_mean_descriptor(Path(args.cache)))
     print(json.dumps({
         "pairs": int(len(is_same)), "people": int(len(np.unique(people.identity))), "photos": int(len(people)),
         "teacher_dlib": scores(teacher, pairs, is_same),
         "student": {**scores(student, pairs, is_same), "weights": args.weights or "bundled",
-                    "backbone": config.backbone, "input_size": config.input_size},
+                    "backbone": config.backbone, "input_size": config.input_size,
+                    "cosine_to_teacher": {"raw": float((unit_rows(student) * unit_rows(teacher)).sum(axis=1).mean()),
+                                          "centred": float((unit_rows(student) * centred).sum(axis=1).mean())}},
     }, indent=2))
 
 

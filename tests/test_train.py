@@ -334,3 +334,25 @@ def test_teacher_workers_describe_the_same_faces_as_one_process(tmp_path, astron
     two = dlib_descriptors(paths, boxes, workers=2)
     np.testing.assert_allclose(two, one, atol=1e-6)
     assert np.linalg.norm(one[0] - one[1]) > 0.3  # two people, two descriptors
+
+
+def test_teacher_describes_the_ferplus_training_images_in_crop_set_order(tiny_data, tmp_path):
+    """``--sets ferplus_train``: dlib describes the whole FER+ images (no detection cache), one
+    descriptor per image that training keeps; the same person's images come out closer."""
+    pytest.importorskip("dlib")
+    from face_mtl.data.sets import attach_teacher
+    from face_mtl.train import teacher
+
+    cache = tmp_path / "cache"
+    teacher.main(["--cache", str(cache), "--data", str(tiny_data), "--sets", "ferplus_train"])
+    assert not (cache / "boxes").exists()  # whole images: nothing detected
+    splits = build_splits(tiny_data, cache, 64)
+    assert "ferplus_train" in attach_teacher(splits, cache)
+    descriptors = splits["ferplus_train"].teacher
+    assert descriptors.shape == (12, 128) and descriptors.any(axis=1).all()
+    unit = descriptors / np.linalg.norm(descriptors, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    person = np.arange(12) < 6  # the fixture's first six images are the astronaut, the rest Grace Hopper
+    same = (person[:, None] == person[None, :]) & ~np.eye(12, dtype=bool)
+    different = person[:, None] != person[None, :]
+    assert similarity[same].mean() > similarity[different].mean() + 0.05

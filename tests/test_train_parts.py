@@ -87,6 +87,33 @@ def test_attach_teacher_fills_the_sets_that_have_a_cache(tmp_path):
         attach_teacher(splits, tmp_path)
 
 
+def test_centred_teacher_targets_subtract_the_training_mean_and_keep_missing_rows_empty(tmp_path):
+    rng = np.random.default_rng(0)
+    shared = rng.normal(size=128).astype(np.float32) * 3  # the direction all descriptors share
+    train = shared + rng.normal(size=(5, 128)).astype(np.float32)
+    train[2] = 0  # a face the teacher did not describe
+    val = shared + rng.normal(size=(4, 128)).astype(np.float32)
+    (tmp_path / "teacher").mkdir()
+    np.savez(tmp_path / "teacher" / "celeba_train.npz", teacher=train)
+    np.savez(tmp_path / "teacher" / "celeba_val.npz", teacher=val)
+    splits = {"celeba_train": _crop_set(5), "celeba_val": _crop_set(4)}
+    assert attach_teacher(splits, tmp_path, "centred") == ["celeba_train", "celeba_val"]
+
+    mean = train[[0, 1, 3, 4]].mean(axis=0)  # the training faces with descriptors only
+    expected = (val - mean) / np.linalg.norm(val - mean, axis=1, keepdims=True)
+    np.testing.assert_allclose(splits["celeba_val"].teacher, expected, rtol=1e-5, atol=1e-6)
+    centred_train = splits["celeba_train"].teacher
+    assert not centred_train[2].any()
+    np.testing.assert_allclose(np.linalg.norm(centred_train[[0, 1, 3, 4]], axis=1), 1.0, rtol=1e-5)
+    # The shared direction is gone: different faces' targets are no longer nearly parallel.
+    raw = train[[0, 1]] / np.linalg.norm(train[[0, 1]], axis=1, keepdims=True)
+    assert float(raw[0] @ raw[1]) > 0.8
+    assert abs(float(centred_train[0] @ centred_train[1])) < 0.5
+
+    with pytest.raises(ValueError, match="teacher target must be one of raw, centred"):
+        attach_teacher(splits, tmp_path, "whitened")
+
+
 def test_crop_sets_cached_before_the_teacher_field_load_without_descriptors(tmp_path):
     old = _crop_set(2)
     np.savez(tmp_path / "old.npz", **{f: getattr(old, f) for f in CropSet.__dataclass_fields__ if f != "teacher"})

@@ -234,7 +234,7 @@ def train(settings: TrainSettings) -> Path:
     # global RNG, so a run that builds the cache would otherwise start from other weights.
     torch.manual_seed(settings.seed)
     teacher_files = _teacher_files(Path(settings.cache_dir)) if settings.loss_teacher > 0 else None
-    with_teacher = attach_teacher(splits, Path(settings.cache_dir)) if teacher_files is not None else []
+    with_teacher = attach_teacher(splits, Path(settings.cache_dir), settings.teacher_target) if teacher_files is not None else []
     fer, utk, celeba = splits["ferplus_train"], splits["utk_train"], splits["celeba_train"]
     identities = int(celeba.identity.max()) + 1
     parent = None
@@ -308,7 +308,7 @@ def train(settings: TrainSettings) -> Path:
         current = _teacher_files(Path(settings.cache_dir)) if teacher_files is not None else None
         if current != teacher_files:
             teacher_files = current
-            with_teacher = attach_teacher(splits, Path(settings.cache_dir))
+            with_teacher = attach_teacher(splits, Path(settings.cache_dir), settings.teacher_target)
             utk, celeba = splits["utk_train"], splits["celeba_train"]
             described = {name: int(splits[name].teacher.any(axis=1).sum()) for name in with_teacher}
             _log(run_dir, f"identity teacher descriptors reread: {described}")

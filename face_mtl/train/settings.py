@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass, fields
 
+from ..data.sets import TEACHER_TARGETS
+
 # Identity heads the export can keep (train/embedding.py); "best" chooses among them.
 IDENTITY_HEADS = ("trained", "pca", "lda")
-CHOICES = {"precision": ("auto", "bf16", "fp32"), "embedding_head": ("best", *IDENTITY_HEADS)}
+CHOICES = {"precision": ("auto", "bf16", "fp32"), "embedding_head": ("best", *IDENTITY_HEADS),
+           "teacher_target": TEACHER_TARGETS}
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,9 @@ class TrainSettings:
     loss_ethnicity: float = 0.5
     loss_identity: float = 0.5
     loss_teacher: float = 5.0  # distillation from dlib's descriptors, where cached (train/teacher.py)
+    # What the embedding is pulled towards: the descriptors as dlib gives them ("raw"), or minus
+    # their mean ("centred", the part that tells people apart: data/sets.py attach_teacher).
+    teacher_target: str = "raw"
     # Exported identity head: "trained" (the head as trained), "pca" (principal axes of the
     # backbone features), "lda" (Fisher's axes over the training people), or "best": whichever
     # of the three verifies the held-out CelebA people best (train/embedding.py).

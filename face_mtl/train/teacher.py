@@ -14,12 +14,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from ..data.sets import TEACHER_SIZE
+from ..data.sets import FERPLUS_UPSAMPLE, TEACHER_SIZE, ferplus_trainable, upsampled_rgb
 from ..images import load_image
 
 
@@ -57,8 +60,8 @@ class _DlibTeacher:
         self.predictor = dlib.shape_predictor(str(predictor_file))
         self.network = dlib.face_recognition_model_v1(str(network_file))
 
-    def describe(self, path: Path, box) -> np.ndarray:
-        image = load_image(path)
+    def describe(self, image: np.ndarray, box) -> np.ndarray:
+        """The descriptor of the face in ``box`` (x1, y1, x2, y2 pixels) of an RGB image."""
         rect = self.dlib.rectangle(*(int(round(float(v))) for v in box))
         return np.asarray(self.network.compute_face_descriptor(image, self.predictor(image, rect)), np.float32)
 
@@ -71,9 +74,14 @@ def _init_worker() -> None:
     _worker_teacher = _DlibTeacher()
 
 
-def _describe_chunk(job: tuple[list[str], np.ndarray]) -> np.ndarray:
-    paths, boxes = job
-    return np.stack([_worker_teacher.describe(Path(p), b) for p, b in zip(paths, boxes)])
+def _image(source) -> np.ndarray:
+    """An RGB image from a photo's path, or the image itself (FER+ images come as arrays)."""
+    return source if isinstance(source, np.ndarray) else load_image(Path(source))
+
+
+def _describe_chunk(job: tuple[list, np.ndarray]) -> np.ndarray:
+    sources, boxes = job
+    return np.stack([_worker_teacher.describe(_image(s), b) for s, b in zip(sources, boxes)])
 
 
 @contextlib.contextmanager
@@ -88,10 +96,11 @@ def _teacher_pool(workers: int):
         yield pool
 
 
-def dlib_descriptors(paths: list[Path], boxes: np.ndarray, desc: str = "dlib descriptors", workers: int = 1,
+def dlib_descriptors(paths: list, boxes: np.ndarray, desc: str = "dlib descriptors", workers: int = 1,
                      pool=None) -> np.ndarray:
     """dlib face descriptors (N x 128 float32, as dlib returns them: not unit length) of the
-    face in ``boxes[i]`` (x1, y1, x2, y2 pixels) of each photo ``paths[i]``.
+    face in ``boxes[i]`` (x1, y1, x2, y2 pixels) of each photo ``paths[i]`` (a path, or an
+    RGB image array).
 
     ``workers`` > 1 describes chunks of faces in that many processes (dlib runs one face on
     one core), results in the input order; ``pool`` (from ``_teacher_pool``) reuses processes
@@ -103,10 +112,11 @@ def dlib_descriptors(paths: list[Path], boxes: np.ndarray, desc: str = "dlib des
     if pool is None:
         teacher = _DlibTeacher()
         for i, (path, box) in enumerate(zip(tqdm(paths, desc=desc, unit="face", mininterval=10), boxes)):
-            out[i] = teacher.describe(path, box)
+            out[i] = teacher.describe(_image(path), box)
         return out
     size = 25  # faces per job: small enough to keep every worker busy to the end
-    jobs = [([str(p) for p in paths[s : s + size]], boxes[s : s + size]) for s in range(0, len(paths), size)]
+    sources = [p if isinstance(p, np.ndarray) else str(p) for p in paths]
+    jobs = [(sources[s : s + size], boxes[s : s + size]) for s in range(0, len(paths), size)]
     with tqdm(total=len(paths), desc=desc, unit="face", mininterval=10) as bar:
         for start, vectors in zip(range(0, len(paths), size), pool.imap(_describe_chunk, jobs)):
             out[start : start + len(vectors)] = vectors
@@ -118,12 +128,18 @@ def teacher_path(cache_dir: Path, name: str) -> Path:
     return Path(cache_dir) / "teacher" / f"{name}.npz"
 
 
+# Sets of whole FER+ images (no detection: each image is a face crop), by their npz file.
+FERPLUS_TEACHER_SETS = {"ferplus_train": "train.npz"}
+
+
 def build_teacher_cache(
     cache_dir: Path, names: tuple[str, ...] = ("celeba_val", "celeba_train", "utk_train"), chunk: int = 500,
-    workers: int = 1,
+    workers: int = 1, data_dir: Path = Path("../shared/data"),
 ) -> None:
     """Descriptors of every found face in the detection cache ``boxes/NAME.npz`` (built by
     ``build_splits``), saved as ``teacher/NAME.npz`` in the order of the CropSet of that name.
+    ``ferplus_train`` (FERPLUS_TEACHER_SETS) is read from ``data_dir`` instead: the training
+    images of ``read_ferplus``, upsampled as for detection, the whole image as the face's box.
 
     Faces are described in a fixed random order and the file is rewritten every ``chunk``
     faces, rows not done yet left at zero (= no teacher): training can start from a partial
@@ -131,30 +147,51 @@ def build_teacher_cache(
     """
     with _teacher_pool(workers) as pool:  # one set of processes (and dlib loads) for every chunk
         for name in names:
-            _describe_set(cache_dir, name, chunk, pool)
+            _describe_set(cache_dir, name, _faces_of(cache_dir, data_dir, name), chunk, pool)
 
 
-def _describe_set(cache_dir: Path, name: str, chunk: int, pool) -> None:
-    """``build_teacher_cache`` for one set."""
-    out = teacher_path(cache_dir, name)
+@dataclass(frozen=True)
+class _Faces:
+    """The faces of one set, in its CropSet's order: a name, a box, and where the image is."""
+
+    names: np.ndarray  # N strings
+    boxes: np.ndarray  # N x 4 (x1, y1, x2, y2 pixels)
+    source: Callable[[int], Any]  # face index -> photo path or RGB image
+
+
+def _faces_of(cache_dir: Path, data_dir: Path, name: str) -> _Faces:
+    if name in FERPLUS_TEACHER_SETS:
+        with np.load(Path(data_dir) / "ferplus" / FERPLUS_TEACHER_SETS[name]) as data:
+            pixels, votes = data["pixels"], data["votes"]
+        kept = np.flatnonzero(ferplus_trainable(votes))  # the images read_ferplus keeps, in order
+        side = pixels.shape[1] * FERPLUS_UPSAMPLE
+        names = np.array([f"{FERPLUS_TEACHER_SETS[name]}:{i}" for i in kept])
+        boxes = np.tile(np.array([0, 0, side, side], np.float32), (len(kept), 1))
+        return _Faces(names, boxes, lambda k: upsampled_rgb(pixels[kept[k]]))
     with np.load(Path(cache_dir) / "boxes" / f"{name}.npz") as data:
         boxes, found, files = data["boxes"], data["found"], data["names"]
     chosen = np.flatnonzero(found)
-    vectors = np.zeros((len(chosen), TEACHER_SIZE), np.float32)
+    return _Faces(files[chosen], boxes[chosen], lambda k: Path(str(files[chosen[k]])))
+
+
+def _describe_set(cache_dir: Path, name: str, faces: _Faces, chunk: int, pool) -> None:
+    """``build_teacher_cache`` for one set."""
+    out = teacher_path(cache_dir, name)
+    vectors = np.zeros((len(faces.names), TEACHER_SIZE), np.float32)
     if out.exists():
         with np.load(out) as data:
-            if np.array_equal(data["names"], files[chosen]):
+            if np.array_equal(data["names"], faces.names):
                 vectors = data["teacher"]
-    todo = [i for i in np.random.default_rng(0).permutation(len(chosen)) if not vectors[i].any()]
+    todo = [i for i in np.random.default_rng(0).permutation(len(faces.names)) if not vectors[i].any()]
     out.parent.mkdir(parents=True, exist_ok=True)
     for start in range(0, len(todo), chunk):
         rows = todo[start : start + chunk]
         vectors[rows] = dlib_descriptors(
-            [Path(str(files[chosen[i]])) for i in rows], boxes[chosen[rows]],
+            [faces.source(i) for i in rows], faces.boxes[rows],
             desc=f"{name} {start + len(rows)}/{len(todo)}", pool=pool,
         )
         tmp = out.with_suffix(".tmp.npz")
-        np.savez(tmp, teacher=vectors, names=files[chosen])
+        np.savez(tmp, teacher=vectors, names=faces.names)
         tmp.replace(out)
 
 
@@ -162,7 +199,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Cache dlib face descriptors of the training faces")
     parser.add_argument("--cache", default=".cache", help="crop cache folder (default .cache)")
     parser.add_argument("--sets", nargs="+", default=["celeba_val", "celeba_train", "utk_train"],
-                        help="detection-cache sets to describe (default: celeba_val celeba_train utk_train)")
+                        help="sets to describe: detection-cache sets (default: celeba_val celeba_train "
+                             "utk_train) or ferplus_train (28k more faces to distil on; about 40 minutes on 2 cores)")
     parser.add_argument("--data", default="../shared/data",
                         help="data folder, to build the detection cache when missing (default ../shared/data)")
     parser.add_argument("--input-size", type=int, default=64,
@@ -174,12 +212,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     cache = Path(args.cache)
-    if any(not (cache / "boxes" / f"{name}.npz").exists() for name in args.sets):
+    if any(not (cache / "boxes" / f"{name}.npz").exists() for name in args.sets if name not in FERPLUS_TEACHER_SETS):
         from ..data.sets import build_splits
 
         # A new machine: detect every training face first (what training would do; minutes).
         build_splits(Path(args.data), cache, args.input_size)
-    build_teacher_cache(cache, tuple(args.sets), workers=args.workers)
+    build_teacher_cache(cache, tuple(args.sets), workers=args.workers, data_dir=Path(args.data))
 
 
 if __name__ == "__main__":
