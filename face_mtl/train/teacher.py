@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", default=".cache", help="crop cache folder (default .cache)")
     parser.add_argument("--sets", nargs="+", default=["celeba_val", "celeba_train", "utk_train"],
                         help="sets to describe: detection-cache sets (default: celeba_val celeba_train "
-                             "utk_train) or ferplus_train (28k more faces to distil on; about 40 minutes on 2 cores)")
+                             "utk_train) or ferplus_train (28k more faces to distil on; about 25 minutes with --workers 2)")
     parser.add_argument("--data", default="../shared/data",
                         help="data folder, to build the detection cache when missing (default ../shared/data)")
     parser.add_argument("--input-size", type=int, default=64,
