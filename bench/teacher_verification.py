@@ -20,33 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
-from face_mtl.data.sets import build_splits, centred_descriptors
+from face_mtl.data.sets import attach_teacher, build_splits
 from face_mtl.evaluate import VERIFICATION_PAIRS, predict_cached, verification_accuracy, verification_pairs
+from face_mtl.identity import normalize
 from face_mtl.weights import load_model
 
 
 def scores(vectors: np.ndarray, pairs: np.ndarray, is_same: np.ndarray) -> dict[str, float]:
     a, b = vectors[pairs[:, 0]], vectors[pairs[:, 1]]
-    unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
-    cosine = (unit(a) * unit(b)).sum(axis=1)
+    cosine = (normalize(a) * normalize(b)).sum(axis=1)
     distance = np.linalg.norm(a - b, axis=1)
     return {"cosine": verification_accuracy(cosine, is_same)["accuracy"],
             "euclidean": verification_accuracy(-distance, is_same)["accuracy"]}
-
-
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
-def training_mean_descriptor(cache: Path) -> np.ndarray:
-    """The mean of the cached training descriptors (the centre that ``attach_teacher`` uses)."""
-    described = []
-    for path in sorted((cache / "teacher").glob("*_train.npz")):
-        with np.load(path) as data:
-            described.append(data["teacher"][data["teacher"].any(axis=1)])
-    if not described:
-        raise SystemExit("no training descriptors cached: python -m face_mtl.train.teacher")
-    return np.concatenate(described).mean(axis=0)
 
 
 def main() -> None:
@@ -57,7 +42,8 @@ def main() -> None:
     args = parser.parse_args()
 
     model, config = load_model(args.weights)
-    people = build_splits(Path(args.data), Path(args.cache), config.input_size)["celeba_val"]
+    splits = build_splits(Path(args.data), Path(args.cache), config.input_size)
+    people = splits["celeba_val"]
     with np.load(Path(args.cache) / "teacher" / "celeba_val.npz") as data:
         teacher = data["teacher"]
     if len(teacher) != len(people) or not np.abs(teacher).sum(axis=1).all():
@@ -65,14 +51,16 @@ def main() -> None:
                          "python -m face_mtl.train.teacher --sets celeba_val")
     pairs, is_same = verification_pairs(people.identity, VERIFICATION_PAIRS)
     student = predict_cached(model, people.crops, config)["embedding"]
-    centred = centred_descriptors(teacher, training_mean_descriptor(Path(args.cache)))
+    # The centred targets exactly as training builds them (centred on the training faces' mean).
+    attach_teacher(splits, Path(args.cache), "centred")
+    centred = splits["celeba_val"].teacher
     print(json.dumps({
         "pairs": int(len(is_same)), "people": int(len(np.unique(people.identity))), "photos": int(len(people)),
         "teacher_dlib": scores(teacher, pairs, is_same),
         "student": {**scores(student, pairs, is_same), "weights": args.weights or "bundled",
                     "backbone": config.backbone, "input_size": config.input_size,
-                    "cosine_to_teacher": {"raw": float((unit_rows(student) * unit_rows(teacher)).sum(axis=1).mean()),
-                                          "centred": float((unit_rows(student) * centred).sum(axis=1).mean())}},
+                    "cosine_to_teacher": {"raw": float((normalize(student) * normalize(teacher)).sum(axis=1).mean()),
+                                          "centred": float((normalize(student) * centred).sum(axis=1).mean())}},
     }, indent=2))
 
 
