@@ -13,7 +13,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from face_mtl import FaceAnalyzer
-from face_mtl.data.sets import FERPLUS_COLUMNS, build_splits, split_of
+from face_mtl.data.sets import FERPLUS_COLUMNS, SPLITS, build_splits, crop_cache_complete, split_of
 from face_mtl.train import TrainSettings, train
 
 
@@ -226,6 +226,7 @@ def test_another_input_size_reuses_the_cached_detections(tiny_data, tmp_path, mo
     import face_mtl.data.sets as datasets
 
     first = build_splits(tiny_data, tmp_path, 64)
+    assert tuple(first) == SPLITS and crop_cache_complete(tmp_path, 64) and not crop_cache_complete(tmp_path, 80)
 
     def no_detection(*args, **kwargs):
         raise AssertionError("the detector ran again")

@@ -318,8 +318,8 @@ def crop_cache_complete(cache_dir: Path, size: int) -> bool:
 def build_splits(data_dir: Path, cache_dir: Path, size: int, val_fraction: float = 0.1) -> dict[str, CropSet]:
     """Train/val CropSets of the three sets, detecting faces only when not cached yet.
 
-    Keys: ferplus_train, ferplus_val, ferplus_tight_val (the same images as users' faces are
-    framed: see read_ferplus_tight), utk_train, utk_val, celeba_train, celeba_val.
+    Keys: SPLITS, in its order (ferplus_tight_val holds the FER+ valid images framed as users'
+    faces are: see read_ferplus_tight).
     CelebA's val split holds people never seen in training (for verification pairs);
     celeba_train identities are remapped to 0..K-1.
     """
@@ -335,23 +335,30 @@ def build_splits(data_dir: Path, cache_dir: Path, size: int, val_fraction: float
         crop_set.save(path)
         return crop_set
 
-    splits = {
-        "ferplus_train": cached("ferplus_train", lambda: read_ferplus(data_dir / "ferplus" / "train.npz", size)),
-        "ferplus_val": cached("ferplus_val", lambda: read_ferplus(data_dir / "ferplus" / "valid.npz", size)),
-        "ferplus_tight_val": cached("ferplus_tight_val", lambda: read_ferplus_tight(
-            data_dir / "ferplus" / "valid.npz", size, boxes_dir / "ferplus_tight_val.npz")),
-    }
     # The photo folders are listed (and UTKFace hashed) only when a crop cache is missing, so
     # training from complete caches needs no photos (e.g. on a machine the caches were copied to).
     utk = functools.cache(lambda: list_utkface(data_dir / "utkface" / "images"))
-    for part in ("train", "val"):
-        splits[f"utk_{part}"] = cached(f"utk_{part}", lambda part=part: read_utkface(
-            [item for item in utk() if split_of(item[0].name, val_fraction) == part], size, boxes_dir / f"utk_{part}.npz"))
     celeba = functools.cache(lambda: list_celeba(data_dir / "celeba_ids"))
-    for part in ("train", "val"):
-        splits[f"celeba_{part}"] = cached(f"celeba_{part}", lambda part=part: read_celeba(
-            [item for item in celeba() if split_of(f"id{item[1]}", val_fraction * 1.6) == part], size,
-            boxes_dir / f"celeba_{part}.npz"))
+
+    def utk_part(part: str) -> CropSet:
+        items = [item for item in utk() if split_of(item[0].name, val_fraction) == part]
+        return read_utkface(items, size, boxes_dir / f"utk_{part}.npz")
+
+    def celeba_part(part: str) -> CropSet:
+        items = [item for item in celeba() if split_of(f"id{item[1]}", val_fraction * 1.6) == part]
+        return read_celeba(items, size, boxes_dir / f"celeba_{part}.npz")
+
+    builders = {
+        "ferplus_train": lambda: read_ferplus(data_dir / "ferplus" / "train.npz", size),
+        "ferplus_val": lambda: read_ferplus(data_dir / "ferplus" / "valid.npz", size),
+        "ferplus_tight_val": lambda: read_ferplus_tight(
+            data_dir / "ferplus" / "valid.npz", size, boxes_dir / "ferplus_tight_val.npz"),
+        "utk_train": lambda: utk_part("train"),
+        "utk_val": lambda: utk_part("val"),
+        "celeba_train": lambda: celeba_part("train"),
+        "celeba_val": lambda: celeba_part("val"),
+    }
+    splits = {name: cached(name, builders[name]) for name in SPLITS}  # SPLITS: the one list of names
     train_ids = splits["celeba_train"].identity
     classes = {identity: k for k, identity in enumerate(sorted(set(train_ids.tolist())))}
     remapped = np.array([classes[i] for i in train_ids], np.int64)
