@@ -2,9 +2,10 @@
 
     python bench/learning_curve.py runs/r18g runs/r18h:3 runs/r18i runs/r18j --start-hours 12.0
 
-Each argument is a run folder whose ``train.log`` holds one JSON line per epoch (what
-``python -m face_mtl train`` writes); ``RUN:N`` keeps its first N epochs (a run whose later
-epochs the next run did not continue from). The runs are laid end to end on one clock of
+Each argument is a run folder whose ``train.log`` holds one JSON line per validated epoch
+(what ``python -m face_mtl train`` writes; every epoch with the default ``--eval-every 1``);
+``RUN:N`` keeps its first N logged epochs (a run whose later epochs the next run did not
+continue from). A run's hours end at its last logged epoch. The runs are laid end to end on one clock of
 training hours, starting at ``--start-hours`` (the lineage's hours before the first run).
 Prints a Markdown table of every epoch's validation figures (EMA weights, one view, the run's
 trained identity head: the figures the loop logs, not ``face-mtl eval``'s), then, for the
@@ -58,13 +59,13 @@ def flatness(rows: list[dict], window_hours: float) -> dict[str, dict[str, float
     least-squares slope per hour."""
     end = rows[-1]["hours"]
     window = [r for r in rows if r["hours"] >= end - window_hours]
-    hours = np.array([r["hours"] for r in window])
     summary = {}
     for key, title in FIGURES.items():
-        values = np.array([r[key] for r in window if r[key] is not None], float)
-        if len(values) < 2:
+        logged = [r for r in window if r[key] is not None]  # older runs lack some figures
+        if len(logged) < 2:
             continue
-        slope = float(np.polyfit(hours[: len(values)], values, 1)[0])
+        hours, values = np.array([r["hours"] for r in logged]), np.array([r[key] for r in logged], float)
+        slope = float(np.polyfit(hours, values, 1)[0])
         summary[title] = {"min": float(values.min()), "max": float(values.max()),
                           "first": float(values[0]), "last": float(values[-1]), "slope_per_hour": slope}
     return summary
@@ -72,7 +73,7 @@ def flatness(rows: list[dict], window_hours: float) -> dict[str, dict[str, float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="run folders in training order (RUN:N keeps the first N epochs)")
+    parser.add_argument("runs", nargs="+", help="run folders in training order (RUN:N keeps the first N logged epochs)")
     parser.add_argument("--start-hours", type=float, default=0.0, help="training hours before the first run")
     parser.add_argument("--window-hours", type=float, default=3.0, help="the last hours to summarise")
     args = parser.parse_args()

@@ -5,11 +5,12 @@
 Both are scored on the held-out CelebA people of ``build_splits`` (never trained on) with the
 pairs and 10-fold protocol of ``face-mtl eval``. The teacher's descriptors come from the cache
 that ``python -m face_mtl.train.teacher --sets celeba_val`` writes; dlib compares them by
-Euclidean distance, the student by cosine similarity, so both are scored both ways. The student's embedding is also compared with the teacher's
-descriptor of each face: the mean cosine to the descriptor as dlib gives it ("raw") and to
-the descriptor minus the mean descriptor of the training faces ("centred", see
-``attach_teacher``), the part that tells people apart. Those two mean something only for the distilled
-("trained") identity head: an LDA or PCA head has axes of its own.
+Euclidean distance, the student by cosine similarity, so both are scored both ways. The
+student's embedding is also compared with the teacher's descriptor of each face: the mean
+cosine to the descriptor as dlib gives it ("raw") and to the descriptor minus the mean
+descriptor of the training faces ("centred", see ``attach_teacher``; null without a training
+split's descriptors in the cache), the part that tells people apart. Those two mean something
+only for the distilled ("trained") identity head: an LDA or PCA head has axes of its own.
 """
 
 from __future__ import annotations
@@ -51,16 +52,18 @@ def main() -> None:
                          "python -m face_mtl.train.teacher --sets celeba_val")
     pairs, is_same = verification_pairs(people.identity, VERIFICATION_PAIRS)
     student = predict_cached(model, people.crops, config)["embedding"]
-    # The centred targets exactly as training builds them (centred on the training faces' mean).
-    attach_teacher(splits, Path(args.cache), "centred")
-    centred = splits["celeba_val"].teacher
+    # The centred targets as training builds them from this cache (on its training faces' mean);
+    # None without a training split's descriptors to centre on.
+    centred_on = attach_teacher(splits, Path(args.cache), "centred")
+    centred = splits["celeba_val"].teacher if centred_on else None
     print(json.dumps({
         "pairs": int(len(is_same)), "people": int(len(np.unique(people.identity))), "photos": int(len(people)),
         "teacher_dlib": scores(teacher, pairs, is_same),
         "student": {**scores(student, pairs, is_same), "weights": args.weights or "bundled",
                     "backbone": config.backbone, "input_size": config.input_size,
                     "cosine_to_teacher": {"raw": float((normalize(student) * normalize(teacher)).sum(axis=1).mean()),
-                                          "centred": float((normalize(student) * centred).sum(axis=1).mean())}},
+                                          "centred": None if centred is None
+                                          else float((normalize(student) * centred).sum(axis=1).mean())}},
     }, indent=2))
 
 

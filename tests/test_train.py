@@ -13,7 +13,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from face_mtl import FaceAnalyzer
-from face_mtl.data.sets import FERPLUS_COLUMNS, SPLITS, build_splits, crop_cache_complete, split_of
+from face_mtl.data.sets import FERPLUS_COLUMNS, build_splits, crop_cache_complete, split_of
 from face_mtl.train import TrainSettings, train
 
 
@@ -153,12 +153,29 @@ def test_a_teacher_cache_that_grows_during_training_is_read_again(tiny_data, tmp
         vectors[:] = 1.0  # every face described after the first epoch
         np.savez(teacher, teacher=vectors, names=np.arange(faces).astype(str))
 
-    monkeypatch.setattr(loop, "save_checkpoint", checkpoint_then_grow_the_cache)
+    fer_faces = len(build_splits(tiny_data, tmp_path / "cache", 64)["ferplus_train"])
+    fer_teacher = teacher.with_name("ferplus_train.npz")
+
+    def checkpoint_then_grow_the_caches(*args, **kwargs):
+        checkpoint_then_grow_the_cache(*args, **kwargs)
+        np.savez(fer_teacher, teacher=np.ones((fer_faces, 128), np.float32), names=np.arange(fer_faces).astype(str))
+
+    # What each step's FER+ images bring to the teacher loss: the reread must reach them too.
+    fer_described = []
+    views = loop.training_views
+
+    def recording_views(parts, *args, **kwargs):
+        fer_described.append(bool(parts[0][0].teacher[parts[0][1]].any()))
+        return views(parts, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "save_checkpoint", checkpoint_then_grow_the_caches)
+    monkeypatch.setattr(loop, "training_views", recording_views)
     train(settings)
     log = (tmp_path / "run" / "train.log").read_text().splitlines()
     rereads = [line for line in log if line.startswith("identity teacher descriptors reread")]
-    # Read again before epochs 2 and 3 (the file changed after each checkpoint), now whole.
-    assert rereads == [f"identity teacher descriptors reread: {{'celeba_train': {faces}}}"] * 2
+    # Read again before epochs 2 and 3 (the files changed after each checkpoint), now whole.
+    assert rereads == [f"identity teacher descriptors reread: {{'ferplus_train': {fer_faces}, 'celeba_train': {faces}}}"] * 2
+    assert fer_described[:3] == [False, True, True]  # one training step per epoch (max_steps=1)
 
 
 def test_teacher_command_builds_the_detection_cache_on_a_new_machine(tiny_data, tmp_path):
@@ -226,7 +243,9 @@ def test_another_input_size_reuses_the_cached_detections(tiny_data, tmp_path, mo
     import face_mtl.data.sets as datasets
 
     first = build_splits(tiny_data, tmp_path, 64)
-    assert tuple(first) == SPLITS and crop_cache_complete(tmp_path, 64) and not crop_cache_complete(tmp_path, 80)
+    assert tuple(first) == ("ferplus_train", "ferplus_val", "ferplus_tight_val", "utk_train", "utk_val",
+                            "celeba_train", "celeba_val")
+    assert crop_cache_complete(tmp_path, 64) and not crop_cache_complete(tmp_path, 80)
 
     def no_detection(*args, **kwargs):
         raise AssertionError("the detector ran again")

@@ -114,6 +114,27 @@ def test_centred_teacher_targets_subtract_the_training_mean_and_keep_missing_row
         attach_teacher(splits, tmp_path, "whitened")
 
 
+def test_centred_targets_centre_on_every_training_split_and_wait_for_one(tmp_path):
+    rng = np.random.default_rng(1)
+    celeba = rng.normal(size=(3, 128)).astype(np.float32) + 2
+    utk = rng.normal(size=(5, 128)).astype(np.float32) - 1
+    val = rng.normal(size=(2, 128)).astype(np.float32)
+    (tmp_path / "teacher").mkdir()
+    np.savez(tmp_path / "teacher" / "celeba_val.npz", teacher=val)
+    splits = {"celeba_train": _crop_set(3), "utk_train": _crop_set(5), "celeba_val": _crop_set(2)}
+    # Only held-out faces described so far (a cache being built): raw descriptors would be the
+    # wrong targets, so none is attached until a training split has some.
+    assert attach_teacher(splits, tmp_path, "centred") == []
+    assert not splits["celeba_val"].teacher.any()
+
+    np.savez(tmp_path / "teacher" / "celeba_train.npz", teacher=celeba)
+    np.savez(tmp_path / "teacher" / "utk_train.npz", teacher=utk)
+    assert attach_teacher(splits, tmp_path, "centred") == ["celeba_train", "utk_train", "celeba_val"]
+    mean = np.concatenate([celeba, utk]).mean(axis=0)  # over all 8 training faces, not per split
+    expected = (val - mean) / np.linalg.norm(val - mean, axis=1, keepdims=True)
+    np.testing.assert_allclose(splits["celeba_val"].teacher, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_crop_sets_cached_before_the_teacher_field_load_without_descriptors(tmp_path):
     old = _crop_set(2)
     np.savez(tmp_path / "old.npz", **{f: getattr(old, f) for f in CropSet.__dataclass_fields__ if f != "teacher"})

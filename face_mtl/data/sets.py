@@ -23,6 +23,7 @@ from tqdm import tqdm
 from ..config import EMOTIONS
 from ..crop import crop_face
 from ..detect import DetectorSettings, shared_detector
+from ..identity import normalize
 from ..images import load_image
 
 CACHE_MARGIN = 0.1
@@ -378,11 +379,12 @@ def attach_teacher(splits: dict[str, CropSet], cache_dir: Path, target: str = "r
     direction (cosine 0.83 on average, same person 0.95, held-out CelebA people), so a cosine
     loss on them mostly teaches that shared part; centred, different people are near
     orthogonal (0.06) and the same person still close (0.69). Faces without a descriptor
-    (zero rows) stay zero. Caches unpacked by train/portable.py hold unit directions, whose
+    (zero rows) stay zero; with no training split's descriptors to centre on, no split gets
+    any (returns []). Caches unpacked by train/portable.py hold unit directions, whose
     centred targets agree with those of dlib's own descriptors to cosine 0.99 on average."""
     if target not in TEACHER_TARGETS:
         raise ValueError(f"teacher target must be one of {', '.join(TEACHER_TARGETS)}, not {target!r}")
-    attached = []
+    cached = {}
     for name, crop_set in splits.items():
         path = Path(cache_dir) / "teacher" / f"{name}.npz"
         if path.exists():
@@ -390,21 +392,23 @@ def attach_teacher(splits: dict[str, CropSet], cache_dir: Path, target: str = "r
                 descriptors = data["teacher"]
             if len(descriptors) != len(crop_set):
                 raise ValueError(f"{path}: {len(descriptors)} descriptors for {len(crop_set)} faces; delete it to rebuild")
-            splits[name] = crop_set.with_teacher(descriptors)
-            attached.append(name)
-    if target == "centred" and attached:
-        described = [splits[n].teacher[splits[n].teacher.any(axis=1)] for n in attached if n.endswith("_train")]
-        if described and sum(len(d) for d in described):
-            mean = np.concatenate(described).mean(axis=0)
-            for name in attached:
-                splits[name] = splits[name].with_teacher(centred_descriptors(splits[name].teacher, mean))
-    return attached
+            cached[name] = descriptors
+    if target == "centred":
+        described = [d[d.any(axis=1)] for name, d in cached.items() if name.endswith("_train")]
+        if not sum(len(d) for d in described):
+            # Nothing to centre on yet (e.g. a cache being built has only celeba_val so far):
+            # raw descriptors would be the wrong targets, so no split gets any.
+            return []
+        mean = np.concatenate(described).mean(axis=0)
+        cached = {name: centred_descriptors(d, mean) for name, d in cached.items()}
+    for name, descriptors in cached.items():
+        splits[name] = splits[name].with_teacher(descriptors)
+    return list(cached)
 
 
 def centred_descriptors(descriptors: np.ndarray, mean: np.ndarray) -> np.ndarray:
     """Rows minus ``mean``, scaled to unit length; all-zero rows (no descriptor) stay zero."""
     described = descriptors.any(axis=1)
     centred = np.zeros_like(descriptors, dtype=np.float32)
-    shifted = descriptors[described] - mean
-    centred[described] = shifted / np.maximum(np.linalg.norm(shifted, axis=1, keepdims=True), 1e-12)
+    centred[described] = normalize(descriptors[described] - mean)
     return centred

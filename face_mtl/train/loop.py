@@ -309,7 +309,7 @@ def train(settings: TrainSettings) -> Path:
         if current != teacher_files:
             teacher_files = current
             with_teacher = attach_teacher(splits, Path(settings.cache_dir), settings.teacher_target)
-            utk, celeba = splits["utk_train"], splits["celeba_train"]
+            fer, utk, celeba = splits["ferplus_train"], splits["utk_train"], splits["celeba_train"]
             described = {name: int(splits[name].teacher.any(axis=1).sum()) for name in with_teacher}
             _log(run_dir, f"identity teacher descriptors reread: {described}")
         model.train()

@@ -45,7 +45,8 @@ class TrainSettings:
     loss_identity: float = 0.5
     loss_teacher: float = 5.0  # distillation from dlib's descriptors, where cached (train/teacher.py)
     # What the embedding is pulled towards: the descriptors as dlib gives them ("raw"), or minus
-    # their mean ("centred", the part that tells people apart: data/sets.py attach_teacher).
+    # the training faces' mean descriptor and scaled to unit length ("centred", the part that
+    # tells people apart: data/sets.py attach_teacher).
     teacher_target: str = "raw"
     # Exported identity head: "trained" (the head as trained), "pca" (principal axes of the
     # backbone features), "lda" (Fisher's axes over the training people), or "best": whichever

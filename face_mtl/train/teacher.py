@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..data.sets import FERPLUS_UPSAMPLE, TEACHER_SIZE, ferplus_trainable, upsampled_rgb
+from ..data.sets import FERPLUS_UPSAMPLE, SPLITS, TEACHER_SIZE, ferplus_trainable, upsampled_rgb
 from ..images import load_image
 
 
@@ -198,7 +198,9 @@ def _describe_set(cache_dir: Path, name: str, faces: _Faces, chunk: int, pool) -
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Cache dlib face descriptors of the training faces")
     parser.add_argument("--cache", default=".cache", help="crop cache folder (default .cache)")
-    parser.add_argument("--sets", nargs="+", default=["celeba_val", "celeba_train", "utk_train"],
+    # Photo sets of the detection cache (boxes on photo files), or whole FER+ training images.
+    describable = [name for name in SPLITS if name.startswith(("utk_", "celeba_")) or name in FERPLUS_TEACHER_SETS]
+    parser.add_argument("--sets", nargs="+", default=["celeba_val", "celeba_train", "utk_train"], choices=describable,
                         help="sets to describe: detection-cache sets (default: celeba_val celeba_train "
                              "utk_train) or ferplus_train (28k more faces to distil on; about 25 minutes with --workers 2)")
     parser.add_argument("--data", default="../shared/data",
