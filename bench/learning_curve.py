@@ -15,60 +15,8 @@ last ``--window-hours``, each figure's range and least-squares slope per hour.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-import numpy as np
-
-FIGURES = {  # train.log's names -> column titles
-    "ferplus_accuracy": "FER+",
-    "ferplus_tight_accuracy": "FER+ tight",
-    "age_mae": "age MAE",
-    "gender_accuracy": "gender",
-    "ethnicity_accuracy": "ethnicity",
-    "verification_accuracy": "verification",
-}
-
-
-def epochs_of(run: str) -> tuple[str, list[dict]]:
-    """(run folder, its epoch records in order), cut to the first N epochs for ``RUN:N``."""
-    folder, _, keep = run.partition(":")
-    log = Path(folder) / "train.log"
-    if not log.is_file():
-        raise SystemExit(f"{log}: no such training log")
-    records = [json.loads(line) for line in log.read_text().splitlines() if line.startswith('{"epoch"')]
-    records = [r for r in records if "val" in r]
-    return folder, records[: int(keep)] if keep else records
-
-
-def lineage(runs: list[str], start_hours: float) -> list[dict]:
-    """One row per epoch: run, epoch, hours on the lineage's clock, lr and the figures."""
-    rows, offset = [], start_hours
-    for run in runs:
-        folder, records = epochs_of(run)
-        for record in records:
-            rows.append({"run": folder, "epoch": record["epoch"], "hours": offset + record["elapsed_min"] / 60,
-                         "lr": record["lr"], **{k: record["val"].get(k) for k in FIGURES}})
-        if records:
-            offset += records[-1]["elapsed_min"] / 60
-    return rows
-
-
-def flatness(rows: list[dict], window_hours: float) -> dict[str, dict[str, float]]:
-    """For the rows of the last ``window_hours``: each figure's min, max, first, last and
-    least-squares slope per hour."""
-    end = rows[-1]["hours"]
-    window = [r for r in rows if r["hours"] >= end - window_hours]
-    summary = {}
-    for key, title in FIGURES.items():
-        logged = [r for r in window if r[key] is not None]  # older runs lack some figures
-        if len(logged) < 2:
-            continue
-        hours, values = np.array([r["hours"] for r in logged]), np.array([r[key] for r in logged], float)
-        slope = float(np.polyfit(hours, values, 1)[0])
-        summary[title] = {"min": float(values.min()), "max": float(values.max()),
-                          "first": float(values[0]), "last": float(values[-1]), "slope_per_hour": slope}
-    return summary
+from face_mtl.train.runlog import FIGURES, flatness, lineage
 
 
 def main() -> None:
@@ -78,7 +26,10 @@ def main() -> None:
     parser.add_argument("--window-hours", type=float, default=3.0, help="the last hours to summarise")
     args = parser.parse_args()
 
-    rows = lineage(args.runs, args.start_hours)
+    try:
+        rows = lineage(args.runs, args.start_hours)
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from None
     if not rows:
         raise SystemExit("no epochs with validation figures in these runs")
     print("| run | epoch | hours | lr | " + " | ".join(FIGURES.values()) + " |")

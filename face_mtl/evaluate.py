@@ -118,11 +118,9 @@ def predict_cached(model, crops: np.ndarray, config, device: str = "cpu", batch:
 def ferplus_val_labels(data_dir: Path) -> np.ndarray:
     """Majority-protocol labels (-1 = excluded) of the cached FER+ validation images, in
     cache order, from the raw votes (unknown and not-face votes included)."""
-    from .data.sets import ferplus_majority, ferplus_trainable
+    from .data.sets import ferplus_majority, load_ferplus
 
-    with np.load(Path(data_dir) / "ferplus" / "valid.npz") as data:
-        votes = data["votes"]
-    return ferplus_majority(votes[ferplus_trainable(votes)])
+    return ferplus_majority(load_ferplus(Path(data_dir) / "ferplus" / "valid.npz").votes)
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,14 @@ from face_mtl.data.sets import (
     FERPLUS_COLUMNS,
     ferplus_majority,
     ferplus_votes_to_emotions,
+    load_ferplus,
     majority_vote,
+    read_ferplus,
 )
 from face_mtl.evaluate import (
     age_mae,
     emotion_metrics,
+    ferplus_val_labels,
     verification_accuracy,
     verification_pairs,
 )
@@ -39,6 +42,32 @@ def test_ferplus_majority_protocol():
     shares = reordered / reordered.sum(axis=1, keepdims=True)
     assert majority_vote(shares[[0, 1, 4]]).tolist() == [
         EMOTIONS.index("happiness"), -1, EMOTIONS.index("contempt")]
+
+
+def test_load_ferplus_keeps_the_emotion_images_and_the_readers_agree_on_their_rows(tmp_path):
+    votes = np.array([
+        _votes(happiness=7, neutral=3),
+        _votes(unknown=6, anger=4),  # mostly unknown: dropped
+        _votes(sadness=2, not_face=1),
+        _votes(not_face=9, fear=1),  # not a face: dropped
+        _votes(contempt=4, anger=3, disgust=3),
+    ])
+    pixels = np.stack([np.full((48, 48), 40 * i, np.uint8) for i in range(len(votes))])
+    (tmp_path / "ferplus").mkdir()
+    np.savez(tmp_path / "ferplus" / "valid.npz", pixels=pixels, votes=votes)
+
+    kept = load_ferplus(tmp_path / "ferplus" / "valid.npz")
+    assert kept.rows.tolist() == [0, 2, 4]
+    assert np.array_equal(kept.pixels, pixels[[0, 2, 4]]) and np.array_equal(kept.votes, votes[[0, 2, 4]])
+    shares = kept.emotion_labels()["emotion"]
+    assert np.allclose(shares.sum(axis=1), 1)
+    assert shares[1, EMOTIONS.index("sadness")] == 1.0  # not_face votes are not emotion shares
+    # The training crops and the evaluation labels are the same images, in the same order.
+    crops = read_ferplus(tmp_path / "ferplus" / "valid.npz", 32)
+    assert np.array_equal(crops.emotion, shares)
+    assert [int(crops.crops[i].mean()) for i in range(3)] == [0, 80, 160]
+    assert ferplus_val_labels(tmp_path).tolist() == [
+        EMOTIONS.index("happiness"), EMOTIONS.index("sadness"), EMOTIONS.index("contempt")]
 
 
 def test_emotion_accuracy_recall_and_confusion_by_hand():

@@ -1,7 +1,9 @@
-"""Pieces of the training loop: the batch prefetcher, precision, zoom augmentation, teacher cache."""
+"""Pieces of the training loop: the batch prefetcher, precision, zoom augmentation, teacher cache,
+the training log."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -14,6 +16,7 @@ from face_mtl.data.views import TIGHT_EXTENT
 from face_mtl.model import cpu_has_native_bf16
 from face_mtl.train.augment import AugmentSettings, random_theta
 from face_mtl.train.loop import autocast_for, prefetched
+from face_mtl.train.runlog import append_line, epoch_records, flatness, lineage
 from face_mtl.train.settings import TrainSettings
 
 
@@ -177,3 +180,38 @@ def test_weights_of_different_networks_are_not_averaged(random_weights, tmp_path
         average_state([state, {k: v for k, v in list(state.items())[1:]}], [1.0, 1.0])
     with pytest.raises(ValueError, match="3 averaging weights"):
         average_state([state, state], [1.0, 1.0, 1.0])
+
+
+def _log_epochs(run_dir, epochs: list[tuple[float, float, float]]) -> None:
+    """A train.log as the loop writes it: text lines around JSON epoch records of
+    (minutes, FER+ accuracy, age MAE), the last one without validation."""
+    run_dir.mkdir()
+    append_line(run_dir, "identity teacher descriptors: celeba_train")
+    for epoch, (minutes, fer, age) in enumerate(epochs, 1):
+        append_line(run_dir, json.dumps({"epoch": epoch, "lr": 1e-3 / epoch, "elapsed_min": minutes,
+                                         "val": {"ferplus_accuracy": fer, "age_mae": age}}))
+    append_line(run_dir, json.dumps({"epoch": len(epochs) + 1, "lr": 1e-4, "elapsed_min": 999}))
+    append_line(run_dir, json.dumps({"final": {"ferplus_accuracy": 0.0}}))
+
+
+def test_lineage_lays_runs_end_to_end_and_flatness_fits_each_figure_over_the_last_hours(tmp_path, capsys):
+    first, second = tmp_path / "first", tmp_path / "second"
+    _log_epochs(first, [(60, 0.70, 6.0), (120, 0.72, 5.8), (180, 0.90, 9.9)])
+    _log_epochs(second, [(60, 0.74, 5.6), (120, 0.76, 5.4), (180, 0.78, 5.2)])
+    assert "identity teacher descriptors: celeba_train" in capsys.readouterr().out  # printed too
+    assert [r["epoch"] for r in epoch_records(first / "train.log")] == [1, 2, 3]  # no val, no final
+
+    # first:2 drops the epoch the second run did not continue from, and its hour.
+    rows = lineage([f"{first}:2", str(second)], start_hours=10.0)
+    assert [(r["run"], r["epoch"], r["hours"]) for r in rows] == [
+        (str(first), 1, 11.0), (str(first), 2, 12.0), (str(second), 1, 13.0), (str(second), 2, 14.0),
+        (str(second), 3, 15.0)]
+    assert rows[0]["ferplus_tight_accuracy"] is None  # not logged: left empty, not zero
+
+    last = flatness(rows, window_hours=3.0)  # hours 12..15: FER+ +0.02/hour, age -0.2/hour
+    assert last["FER+"]["first"] == 0.72 and last["FER+"]["last"] == 0.78
+    assert last["FER+"]["slope_per_hour"] == pytest.approx(0.02)
+    assert last["age MAE"]["slope_per_hour"] == pytest.approx(-0.2)
+    assert "FER+ tight" not in last
+    with pytest.raises(FileNotFoundError, match="no such training log"):
+        lineage([str(tmp_path / "missing")])

@@ -124,19 +124,40 @@ def ferplus_trainable(votes: np.ndarray) -> np.ndarray:
     return ferplus_votes_to_emotions(votes).sum(axis=1) > votes[:, 8:].sum(axis=1)
 
 
-def read_ferplus(path: Path, size: int) -> CropSet:
-    """A FER+ npz; drops images whose votes are mostly unknown / not_face."""
+@dataclass(frozen=True)
+class FerplusImages:
+    """The images of one FER+ npz that training keeps (``ferplus_trainable``), in file order:
+    every reader of FER+ (crops, tight crops, teacher descriptors, eval labels) starts here, so
+    their rows line up."""
+
+    pixels: np.ndarray  # N x 48 x 48 uint8 grayscale
+    votes: np.ndarray  # N x 10 raw votes: 8 emotions (file order), unknown, not_face
+    rows: np.ndarray  # N row indices into the npz
+
+    def emotion_labels(self) -> dict[str, np.ndarray]:
+        """CropSet labels: the emotion vote shares (EMOTIONS order), the other tasks unlabelled."""
+        emotion_votes = ferplus_votes_to_emotions(self.votes)
+        labels = _empty_labels(len(self.rows))
+        labels["emotion"] = emotion_votes / emotion_votes.sum(axis=1, keepdims=True)
+        return labels
+
+
+def load_ferplus(path: Path) -> FerplusImages:
+    """A FER+ npz without the images whose votes are mostly unknown / not_face."""
     with np.load(path) as data:
         pixels, votes = data["pixels"], data["votes"]
-    keep = ferplus_trainable(votes)
-    pixels, emotion_votes = pixels[keep], ferplus_votes_to_emotions(votes[keep])
-    crops = np.empty((len(pixels), *_cache_shape(size)), np.uint8)
-    for i, gray in enumerate(tqdm(pixels, desc=f"FER+ {path.name}", unit="img", leave=False)):
+    rows = np.flatnonzero(ferplus_trainable(votes))
+    return FerplusImages(pixels=pixels[rows], votes=votes[rows], rows=rows)
+
+
+def read_ferplus(path: Path, size: int) -> CropSet:
+    """A FER+ npz as loosely framed whole-image crops (``load_ferplus``'s images)."""
+    images = load_ferplus(path)
+    crops = np.empty((len(images.rows), *_cache_shape(size)), np.uint8)
+    for i, gray in enumerate(tqdm(images.pixels, desc=f"FER+ {path.name}", unit="img", leave=False)):
         rgb = np.repeat(gray[:, :, None], 3, axis=2)
         crops[i] = crop_face(rgb, (0, 0, gray.shape[1], gray.shape[0]), size, CACHE_MARGIN)
-    labels = _empty_labels(len(crops))
-    labels["emotion"] = emotion_votes / emotion_votes.sum(axis=1, keepdims=True)
-    return CropSet(crops=crops, **labels)
+    return CropSet(crops=crops, **images.emotion_labels())
 
 
 FERPLUS_UPSAMPLE = 3  # 48 px images -> 144 px, large enough for MTCNN to find the face
@@ -152,20 +173,15 @@ def read_ferplus_tight(path: Path, size: int, boxes_path: Path | None = None) ->
     """FER+ images framed as users' faces are: MTCNN's tight box on the image upsampled
     FERPLUS_UPSAMPLE times. Same images and order as ``read_ferplus``; where no face is
     found the whole image stands in for the box (``tight_found_rate`` counts them)."""
-    with np.load(path) as data:
-        pixels, votes = data["pixels"], data["votes"]
-    keep = ferplus_trainable(votes)
-    pixels, emotion_votes = pixels[keep], ferplus_votes_to_emotions(votes[keep])
-    side = pixels.shape[1] * FERPLUS_UPSAMPLE
-    images = [upsampled_rgb(gray) for gray in pixels]
+    kept = load_ferplus(path)
+    side = kept.pixels.shape[1] * FERPLUS_UPSAMPLE
+    images = [upsampled_rgb(gray) for gray in kept.pixels]
     boxes, found = _cached_boxes(boxes_path, [f"{path.name}:{i}" for i in range(len(images))], lambda: _detect_arrays(images))
     crops = np.empty((len(images), *_cache_shape(size)), np.uint8)
     for i, image in enumerate(images):
         box = tuple(boxes[i]) if found[i] else (0, 0, side, side)
         crops[i] = crop_face(image, box, size, CACHE_MARGIN)
-    labels = _empty_labels(len(crops))
-    labels["emotion"] = emotion_votes / emotion_votes.sum(axis=1, keepdims=True)
-    return CropSet(crops=crops, **labels)
+    return CropSet(crops=crops, **kept.emotion_labels())
 
 
 def tight_found_rate(cache_dir: Path) -> float | None:

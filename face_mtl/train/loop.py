@@ -25,6 +25,7 @@ from ..weights import load_model, save_model
 from .augment import AugmentSettings, augment_batch
 from .embedding import fit_identity_head
 from .losses import CosFaceHead, multitask_loss
+from .runlog import append_line
 from .settings import TrainSettings
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -210,12 +211,6 @@ def load_checkpoint(
     return state
 
 
-def _log(run_dir: Path, line: str) -> None:
-    print(line, flush=True)
-    with open(run_dir / "train.log", "a", encoding="utf-8") as handle:
-        handle.write(line + "\n")
-
-
 def train(settings: TrainSettings) -> Path:
     """Train (or resume) a run in ``settings.run_dir``; returns the exported weights folder."""
     from tqdm import tqdm
@@ -270,9 +265,9 @@ def train(settings: TrainSettings) -> Path:
     cyclers = {name: Cycler(len(s), generator) for name, s in (("fer", fer), ("utk", utk), ("celeba", celeba))}
     if (run_dir / CHECKPOINT).exists():
         state = load_checkpoint(run_dir, modules, optimizer, generator, cyclers)
-        _log(run_dir, f"resumed {run_dir} at epoch {state['epoch']}")
+        append_line(run_dir, f"resumed {run_dir} at epoch {state['epoch']}")
     (run_dir / "settings.json").write_text(json.dumps(settings.to_dict(), indent=2), encoding="utf-8")
-    _log(run_dir, f"identity teacher descriptors: {', '.join(with_teacher) or 'none cached'}")
+    append_line(run_dir, f"identity teacher descriptors: {', '.join(with_teacher) or 'none cached'}")
 
     class_weights = emotion_class_weights(fer.emotion, settings.emotion_weight_power).to(device)
     augment = AugmentSettings()
@@ -281,7 +276,7 @@ def train(settings: TrainSettings) -> Path:
     autocast = autocast_for(device, settings.precision)
     if settings.precision == "bf16" and device == "cpu" and not cpu_has_native_bf16():
         # Measured on an AVX2-only EPYC: resnet18 trained 8x slower under bf16 autocast than in fp32.
-        _log(run_dir, "warning: --precision bf16 on a CPU without native bfloat16 (AVX512-BF16 or AMX) "
+        append_line(run_dir, "warning: --precision bf16 on a CPU without native bfloat16 (AVX512-BF16 or AMX) "
                       "is emulated and several times slower than fp32; use --precision fp32 or auto")
 
     def draw_batch(order: np.ndarray | None = None, step: int = 0):
@@ -311,7 +306,7 @@ def train(settings: TrainSettings) -> Path:
             with_teacher = attach_teacher(splits, Path(settings.cache_dir), settings.teacher_target)
             fer, utk, celeba = splits["ferplus_train"], splits["utk_train"], splits["celeba_train"]
             described = {name: int(splits[name].teacher.any(axis=1).sum()) for name in with_teacher}
-            _log(run_dir, f"identity teacher descriptors reread: {described}")
+            append_line(run_dir, f"identity teacher descriptors reread: {described}")
         model.train()
         order = torch.randperm(len(fer), generator=generator).numpy()
         progress = 0.0
@@ -342,7 +337,7 @@ def train(settings: TrainSettings) -> Path:
         batches.close()  # a budget stop leaves prefetched batches behind
         if steps_done == 0 and progress >= 1.0 and state["history"]:
             # The budget ran out before this epoch's first step: the last validation stands.
-            _log(run_dir, f"stopping before epoch {epoch}: --max-hours {settings.max_hours} reached")
+            append_line(run_dir, f"stopping before epoch {epoch}: --max-hours {settings.max_hours} reached")
             break
         state["epoch"], state["elapsed"] = epoch, time.time() - started
         finished = progress >= 1.0 or state["epoch"] >= settings.epochs
@@ -361,20 +356,20 @@ def train(settings: TrainSettings) -> Path:
             "elapsed_min": round(state["elapsed"] / 60, 1),
         }
         state["history"].append(record)
-        _log(run_dir, json.dumps(record))
+        append_line(run_dir, json.dumps(record))
         save_checkpoint(run_dir, modules, optimizer, state, generator, cyclers)
         save_model(ema, _exported_config(config, settings, state, report, splits, parent,
                                          verification_calibration(identity)), run_dir / "export")
         if progress >= 1.0:
-            _log(run_dir, f"stopping in epoch {epoch}: --max-hours {settings.max_hours} reached")
+            append_line(run_dir, f"stopping in epoch {epoch}: --max-hours {settings.max_hours} reached")
         sums, steps_done, block_start = {}, 0, time.time()
 
     recalibrate_batchnorm(ema, lambda: draw_batch()[0], settings.bn_recalibration_batches)
     # A teacher-distilled head generalises to new people; a CosFace-only one over-fits the
     # training people, where closed-form heads (PCA, LDA) of the features do better.
     fitted = fit_identity_head(ema, config, splits, device, settings.embedding_head)
-    _log(run_dir, json.dumps({**fitted.summary, "celeba_train_images": len(celeba)}))
-    _log(run_dir, json.dumps({"final": {k: round(v, 4) for k, v in headline(fitted.report).items()},
+    append_line(run_dir, json.dumps({**fitted.summary, "celeba_train_images": len(celeba)}))
+    append_line(run_dir, json.dumps({"final": {k: round(v, 4) for k, v in headline(fitted.report).items()},
                               "bn_recalibration_batches": settings.bn_recalibration_batches}))
     final_config = _exported_config(config, settings, state, fitted.report, splits, parent, fitted.verification,
                                     identity_head=fitted.summary)

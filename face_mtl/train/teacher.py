@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..data.sets import FERPLUS_UPSAMPLE, SPLITS, TEACHER_SIZE, ferplus_trainable, upsampled_rgb
+from ..data.sets import FERPLUS_UPSAMPLE, SPLITS, TEACHER_SIZE, load_ferplus, upsampled_rgb
 from ..images import load_image
 
 
@@ -161,13 +161,11 @@ class _Faces:
 
 def _faces_of(cache_dir: Path, data_dir: Path, name: str) -> _Faces:
     if name in FERPLUS_TEACHER_SETS:
-        with np.load(Path(data_dir) / "ferplus" / FERPLUS_TEACHER_SETS[name]) as data:
-            pixels, votes = data["pixels"], data["votes"]
-        kept = np.flatnonzero(ferplus_trainable(votes))  # the images read_ferplus keeps, in order
-        side = pixels.shape[1] * FERPLUS_UPSAMPLE
-        names = np.array([f"{FERPLUS_TEACHER_SETS[name]}:{i}" for i in kept])
-        boxes = np.tile(np.array([0, 0, side, side], np.float32), (len(kept), 1))
-        return _Faces(names, boxes, lambda k: upsampled_rgb(pixels[kept[k]]))
+        kept = load_ferplus(Path(data_dir) / "ferplus" / FERPLUS_TEACHER_SETS[name])  # read_ferplus's images
+        side = kept.pixels.shape[1] * FERPLUS_UPSAMPLE
+        names = np.array([f"{FERPLUS_TEACHER_SETS[name]}:{i}" for i in kept.rows])
+        boxes = np.tile(np.array([0, 0, side, side], np.float32), (len(kept.rows), 1))
+        return _Faces(names, boxes, lambda k: upsampled_rgb(kept.pixels[k]))
     with np.load(Path(cache_dir) / "boxes" / f"{name}.npz") as data:
         boxes, found, files = data["boxes"], data["found"], data["names"]
     chosen = np.flatnonzero(found)

@@ -1,0 +1,75 @@
+"""A run's ``train.log``: the training loop writes it, one line per event (JSON lines are
+records: validated epochs, the identity head, the final figures); the model card's scripts and
+``bench/learning_curve.py`` read it back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+LOG_NAME = "train.log"
+
+FIGURES = {  # validation figures the loop logs -> column titles
+    "ferplus_accuracy": "FER+",
+    "ferplus_tight_accuracy": "FER+ tight",
+    "age_mae": "age MAE",
+    "gender_accuracy": "gender",
+    "ethnicity_accuracy": "ethnicity",
+    "verification_accuracy": "verification",
+}
+
+
+def append_line(run_dir: Path, line: str) -> None:
+    """Print ``line`` and add it to the run's log."""
+    print(line, flush=True)
+    with open(Path(run_dir) / LOG_NAME, "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+
+
+def read_records(log: Path) -> list[dict]:
+    """The log's JSON records in order; its plain-text lines are skipped."""
+    lines = Path(log).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def epoch_records(log: Path) -> list[dict]:
+    """The records of epochs with validation figures (every epoch with ``--eval-every 1``)."""
+    return [r for r in read_records(log) if "epoch" in r and "val" in r]
+
+
+def lineage(runs: list[str], start_hours: float = 0.0) -> list[dict]:
+    """One row per validated epoch of runs that continued each other, laid end to end on one
+    clock of training hours from ``start_hours``: run, epoch, hours, lr and FIGURES (None
+    where a run did not log one). ``RUN:N`` keeps a run's first N epochs (one whose later
+    epochs the next run did not continue from); a run's hours end at its last kept epoch."""
+    rows, offset = [], start_hours
+    for run in runs:
+        folder, _, keep = run.partition(":")
+        log = Path(folder) / LOG_NAME
+        if not log.is_file():
+            raise FileNotFoundError(f"{log}: no such training log")
+        records = epoch_records(log)[: int(keep)] if keep else epoch_records(log)
+        for record in records:
+            rows.append({"run": folder, "epoch": record["epoch"], "hours": offset + record["elapsed_min"] / 60,
+                         "lr": record["lr"], **{k: record["val"].get(k) for k in FIGURES}})
+        if records:
+            offset += records[-1]["elapsed_min"] / 60
+    return rows
+
+
+def flatness(rows: list[dict], window_hours: float) -> dict[str, dict[str, float]]:
+    """For the rows of the last ``window_hours``: each figure's min, max, first, last and
+    least-squares slope per hour (figures logged fewer than twice there are left out)."""
+    end = rows[-1]["hours"]
+    window = [r for r in rows if r["hours"] >= end - window_hours]
+    summary = {}
+    for key, title in FIGURES.items():
+        logged = [r for r in window if r[key] is not None]  # older runs lack some figures
+        if len(logged) < 2:
+            continue
+        hours, values = np.array([r["hours"] for r in logged]), np.array([r[key] for r in logged], float)
+        summary[title] = {"min": float(values.min()), "max": float(values.max()), "first": float(values[0]),
+                          "last": float(values[-1]), "slope_per_hour": float(np.polyfit(hours, values, 1)[0])}
+    return summary
