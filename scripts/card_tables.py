@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from face_mtl.train.runlog import read_records
+from face_mtl.train.runlog import epoch_records, read_records
 
 TARGETS = {"ferplus_accuracy": ">= 0.80", "age_mae": "<= 6.0", "gender_accuracy": ">= 0.92",
            "ethnicity_accuracy": ">= 0.80", "verification_accuracy": ">= 0.85"}
@@ -28,13 +28,24 @@ def validation_table(report: dict, single_view: dict | None = None) -> list[str]
         u = r["pipeline"]["utkface_analyze"]
         return f"{u['age_mae']:.2f} / {u['gender_accuracy']:.3f} / {u['ethnicity_accuracy']:.3f}"
 
-    pipeline = "pipeline" in report  # absent from `face-mtl eval --no-pipeline`
     extra_head, extra_rule = (" one view (`--no-flip`) |", "---|") if single_view else ("", "")
+    predict_crops_row, analyze_row = [], []  # whole-pipeline rows: absent from `face-mtl eval --no-pipeline`
+    if "pipeline" in report:
+        u = report["pipeline"]["utkface_analyze"]
+        predict_crops_row = [
+            f"| expression | same, 48x48 grayscale crops through `predict_crops` | FER+ valid, "
+            f"{report['pipeline']['ferplus_count']} images "
+            f"| {figure(lambda r: r['pipeline']['ferplus_predict_crops_accuracy'], '.3f')} | |"]
+        analyze_row = [
+            f"| age / gender / ethnicity through `analyze` (detection included) | MAE / acc / acc | "
+            f"{u['photos']} UTKFace hold-out photos with margins, face found in {u['face_found_rate']:.1%} "
+            f"| {' | '.join(analyze_cells(r) for r in reports)} | |"]
     rows = [
         f"| task | metric | split | shipped |{extra_head} target (issue 3) |",
         f"|---|---|---|---|{extra_rule}---|",
         f"| expression | FER+ 8-class accuracy, majority protocol | FER+ valid (PublicTest), {report['ferplus']['count']} images "
         f"| {figure(lambda r: r['summary']['ferplus_accuracy'], '.3f')} | {TARGETS['ferplus_accuracy']} |",
+        *predict_crops_row,
         f"| age | MAE, years | UTKFace 10 % hold-out, {report['utkface']['count']} faces "
         f"| {figure(lambda r: r['summary']['age_mae'], '.2f')} | {TARGETS['age_mae']} |",
         f"| gender | accuracy | same | {figure(lambda r: r['summary']['gender_accuracy'], '.3f')} | {TARGETS['gender_accuracy']} |",
@@ -43,25 +54,17 @@ def validation_table(report: dict, single_view: dict | None = None) -> list[str]
         f"| identity | verification accuracy (10-fold threshold) | {report['identity']['pairs']} pairs of "
         f"{report['identity']['people']} held-out CelebA people "
         f"| {figure(lambda r: r['summary']['verification_accuracy'], '.3f')} | {TARGETS['verification_accuracy']} |",
+        *analyze_row,
         "",
         "Per-class recall on FER+ valid: "
         + ", ".join(f"{k} {v:.2f}" for k, v in report["ferplus"]["recall"].items() if v is not None) + ".",
     ]
-    if pipeline:
-        u = report["pipeline"]["utkface_analyze"]
-        rows[3:3] = [
-            f"| expression | same, 48x48 grayscale crops through `predict_crops` | FER+ valid, "
-            f"{report['pipeline']['ferplus_count']} images "
-            f"| {figure(lambda r: r['pipeline']['ferplus_predict_crops_accuracy'], '.3f')} | |"]
-        rows.insert(-2, f"| age / gender / ethnicity through `analyze` (detection included) | MAE / acc / acc | "
-                        f"{u['photos']} UTKFace hold-out photos with margins, face found in {u['face_found_rate']:.1%} "
-                        f"| {' | '.join(analyze_cells(r) for r in reports)} | |")
     return rows
 
 
 def curve_table(log: Path, with_fer: bool) -> list[str]:
     lines = read_records(log)
-    epochs = [line for line in lines if "epoch" in line and "val" in line]
+    epochs = epoch_records(lines)
     finals = [line["final"] for line in lines if "final" in line]
     projections = [line for line in lines if "identity_projection" in line]
     fer_head, fer_rule = ("FER+ | ", "---|") if with_fer else ("", "")

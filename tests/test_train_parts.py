@@ -16,7 +16,7 @@ from face_mtl.data.views import TIGHT_EXTENT
 from face_mtl.model import cpu_has_native_bf16
 from face_mtl.train.augment import AugmentSettings, random_theta
 from face_mtl.train.loop import autocast_for, prefetched
-from face_mtl.train.runlog import append_line, epoch_records, flatness, lineage
+from face_mtl.train.runlog import append_line, epoch_records, flatness, lineage, read_records
 from face_mtl.train.settings import TrainSettings
 
 
@@ -199,7 +199,7 @@ def test_lineage_lays_runs_end_to_end_and_flatness_fits_each_figure_over_the_las
     _log_epochs(first, [(60, 0.70, 6.0), (120, 0.72, 5.8), (180, 0.90, 9.9)])
     _log_epochs(second, [(60, 0.74, 5.6), (120, 0.76, 5.4), (180, 0.78, 5.2)])
     assert "identity teacher descriptors: celeba_train" in capsys.readouterr().out  # printed too
-    assert [r["epoch"] for r in epoch_records(first / "train.log")] == [1, 2, 3]  # no val, no final
+    assert [r["epoch"] for r in epoch_records(read_records(first / "train.log"))] == [1, 2, 3]  # no val, no final
 
     # first:2 drops the epoch the second run did not continue from, and its hour.
     rows = lineage([f"{first}:2", str(second)], start_hours=10.0)

@@ -277,7 +277,7 @@ def train(settings: TrainSettings) -> Path:
     if settings.precision == "bf16" and device == "cpu" and not cpu_has_native_bf16():
         # Measured on an AVX2-only EPYC: resnet18 trained 8x slower under bf16 autocast than in fp32.
         append_line(run_dir, "warning: --precision bf16 on a CPU without native bfloat16 (AVX512-BF16 or AMX) "
-                      "is emulated and several times slower than fp32; use --precision fp32 or auto")
+                             "is emulated and several times slower than fp32; use --precision fp32 or auto")
 
     def draw_batch(order: np.ndarray | None = None, step: int = 0):
         fer_indices = (
@@ -370,7 +370,7 @@ def train(settings: TrainSettings) -> Path:
     fitted = fit_identity_head(ema, config, splits, device, settings.embedding_head)
     append_line(run_dir, json.dumps({**fitted.summary, "celeba_train_images": len(celeba)}))
     append_line(run_dir, json.dumps({"final": {k: round(v, 4) for k, v in headline(fitted.report).items()},
-                              "bn_recalibration_batches": settings.bn_recalibration_batches}))
+                                     "bn_recalibration_batches": settings.bn_recalibration_batches}))
     final_config = _exported_config(config, settings, state, fitted.report, splits, parent, fitted.verification,
                                     identity_head=fitted.summary)
     exported = save_model(ema, final_config, run_dir / "export")

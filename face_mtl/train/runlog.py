@@ -34,9 +34,10 @@ def read_records(log: Path) -> list[dict]:
     return [json.loads(line) for line in lines if line.startswith("{")]
 
 
-def epoch_records(log: Path) -> list[dict]:
-    """The records of epochs with validation figures (every epoch with ``--eval-every 1``)."""
-    return [r for r in read_records(log) if "epoch" in r and "val" in r]
+def epoch_records(records: list[dict]) -> list[dict]:
+    """Of a log's records (``read_records``), those of epochs with validation figures (every
+    epoch with ``--eval-every 1``)."""
+    return [r for r in records if "epoch" in r and "val" in r]
 
 
 def lineage(runs: list[str], start_hours: float = 0.0) -> list[dict]:
@@ -50,7 +51,8 @@ def lineage(runs: list[str], start_hours: float = 0.0) -> list[dict]:
         log = Path(folder) / LOG_NAME
         if not log.is_file():
             raise FileNotFoundError(f"{log}: no such training log")
-        records = epoch_records(log)[: int(keep)] if keep else epoch_records(log)
+        records = epoch_records(read_records(log))
+        records = records[: int(keep)] if keep else records
         for record in records:
             rows.append({"run": folder, "epoch": record["epoch"], "hours": offset + record["elapsed_min"] / 60,
                          "lr": record["lr"], **{k: record["val"].get(k) for k in FIGURES}})
