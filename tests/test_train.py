@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from face_mtl import FaceAnalyzer
 from face_mtl.data.sets import FERPLUS_COLUMNS, build_splits, crop_cache_complete, split_of
 from face_mtl.train import TrainSettings, train
+from face_mtl.train.loop import snapshot_dir
 
 
 def _face_views(path: Path, box: tuple[int, int, int, int], count: int, size: int) -> list[np.ndarray]:
@@ -78,7 +79,7 @@ def test_tiny_training_lowers_loss_and_exports_loadable_weights(tiny_data, tmp_p
         data_dir=str(tiny_data), cache_dir=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
         backbone="mobilenetv4_conv_small", input_size=64, epochs=4, max_steps=3, lr=2e-3,
         warmup_epochs=0.0, ema_decay=0.5, batch_emotion=4, batch_utk=4, batch_identity=4, device="cpu",
-        bn_recalibration_batches=5, embedding_head="pca", loss_teacher=2.0, prefetch_batches=2,
+        bn_recalibration_batches=5, embedding_head="pca", loss_teacher=2.0, prefetch_batches=2, snapshot_every=2,
     )
     # Identity teacher descriptors for the cached CelebA training faces (random directions
     # stand in for dlib's: the loop only needs the cache in the crop cache's order).
@@ -105,6 +106,13 @@ def test_tiny_training_lowers_loss_and_exports_loadable_weights(tiny_data, tmp_p
     assert len(list((tmp_path / "cache" / "crops64").glob("*.npz"))) == 7
     assert {p.stem for p in (tmp_path / "cache" / "boxes").glob("*.npz")} == {
         "utk_train", "utk_val", "celeba_train", "celeba_val", "ferplus_tight_val"}
+
+    # --snapshot-every 2 kept the EMA weights validated after epochs 2 and 4, each with its figures.
+    assert sorted(p.name for p in (tmp_path / "run" / "epochs").iterdir()) == ["002", "004"]
+    for epoch in (2, 4):
+        snapshot = FaceAnalyzer(weights=snapshot_dir(tmp_path / "run", epoch), device="cpu").config
+        assert snapshot.training["epochs_done"] == epoch
+        assert snapshot.metrics["summary"] == pytest.approx(history[epoch - 1]["val"], abs=1e-4)
 
     analyzer = FaceAnalyzer(weights=exported, device="cpu")
     assert analyzer.config.input_size == 64

@@ -358,8 +358,11 @@ def train(settings: TrainSettings) -> Path:
         state["history"].append(record)
         append_line(run_dir, json.dumps(record))
         save_checkpoint(run_dir, modules, optimizer, state, generator, cyclers)
-        save_model(ema, _exported_config(config, settings, state, report, splits, parent,
-                                         verification_calibration(identity)), run_dir / "export")
+        exported_config = _exported_config(config, settings, state, report, splits, parent,
+                                           verification_calibration(identity))
+        save_model(ema, exported_config, run_dir / "export")
+        if settings.snapshot_every and epoch % settings.snapshot_every == 0:
+            save_model(ema, exported_config, snapshot_dir(run_dir, epoch))
         if progress >= 1.0:
             append_line(run_dir, f"stopping in epoch {epoch}: --max-hours {settings.max_hours} reached")
         sums, steps_done, block_start = {}, 0, time.time()
@@ -377,6 +380,11 @@ def train(settings: TrainSettings) -> Path:
     if settings.export_dir:
         exported = save_model(ema, final_config, Path(settings.export_dir))
     return exported
+
+
+def snapshot_dir(run_dir: Path, epoch: int) -> Path:
+    """Where ``--snapshot-every`` keeps the EMA weights validated after ``epoch``."""
+    return Path(run_dir) / "epochs" / f"{epoch:03d}"
 
 
 def _teacher_files(cache_dir: Path) -> dict[str, float]:

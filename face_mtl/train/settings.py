@@ -30,6 +30,11 @@ class TrainSettings:
     # Validate, checkpoint and export every this many epochs (and at the end). 1 on a CPU; on a
     # GPU an epoch takes seconds, and validating each one would cost as much as training.
     eval_every: int = 1
+    # Also keep the EMA weights of every this many validated epochs in run_dir/epochs/NNN
+    # (0: only the latest, run_dir/export). Heads peak at different epochs (age over-fits
+    # from about epoch 5 while expression keeps improving), and weights along one run can be
+    # averaged afterwards (train/average.py), so each epoch's weights are worth keeping.
+    snapshot_every: int = 0
     lr: float = 3e-3
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
@@ -66,6 +71,8 @@ class TrainSettings:
         # Checked before any data is read or hours are spent, not when first used.
         if self.eval_every < 1:
             raise ValueError(f"eval_every must be at least 1, not {self.eval_every}")
+        if self.snapshot_every < 0:
+            raise ValueError(f"snapshot_every must be 0 (off) or more, not {self.snapshot_every}")
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
