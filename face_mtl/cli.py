@@ -180,13 +180,14 @@ def _people_command(args: argparse.Namespace) -> int:
     if not paths:
         raise CliError(f"{folder}: no images found (looked for jpg, jpeg, png, webp, bmp, tif, gif)")
     analyzer = _analyzer(args)
-    threshold, source = grouping_threshold(analyzer.config.verification)
-    if args.threshold is not None:
-        threshold, source = args.threshold, "--threshold"
     scan = scan_faces(
         analyzer, paths, thumbnails=bool(args.sheets),
         progress=lambda items: tqdm(items, desc="finding faces", unit="img", file=sys.stderr),
     )
+    # The cut depends on how many faces are grouped: bigger folders group best at a higher one.
+    threshold, source = grouping_threshold(analyzer.config.verification, faces=len(scan.embeddings))
+    if args.threshold is not None:
+        threshold, source = args.threshold, "--threshold"
     for path, reason in scan.skipped:
         print(f"face-mtl: skipped {reason}" if reason.startswith(path) else f"face-mtl: skipped {path}: {reason}",
               file=sys.stderr)

@@ -187,7 +187,8 @@ def verification_report(scores: PairScores) -> dict[str, Any]:
     return {**verification_accuracy(scores.similarities, scores.is_same), "people": scores.people}
 
 
-def verification_calibration(scores: PairScores, split: str = "celeba_val") -> dict[str, Any]:
+def verification_calibration(scores: PairScores, split: str = "celeba_val",
+                             grouping_by_size: bool = True) -> dict[str, Any]:
     """The same-person threshold of the identity embedding, calibrated on held-out people.
 
     ``scores``: ``pair_scores`` of a CropSet of people never trained on
@@ -196,14 +197,18 @@ def verification_calibration(scores: PairScores, split: str = "celeba_val") -> d
     false-reject rates, the 10-fold cross-validated accuracy (a threshold fitted on other
     pairs: the fairer figure) and where the pairs came from. When ``scores`` carries the
     faces' embeddings, it also holds the threshold that groups simulated folders of those people
-    best (``identity.choose_grouping_threshold``), which ``face-mtl people`` uses. It is what
-    config.json stores under ``verification``.
+    best (``identity.choose_grouping_threshold``) and, with ``grouping_by_size``, one threshold
+    per folder size (``identity.choose_grouping_thresholds_by_size``, ``grouping_by_faces``),
+    which ``face-mtl people`` uses. It is what config.json stores under ``verification``.
     """
-    from .identity import calibrate, choose_grouping_threshold
+    from .identity import calibrate, choose_grouping_threshold, choose_grouping_thresholds_by_size
 
-    grouping = {}
+    grouping: dict[str, Any] = {}
     if scores.embeddings is not None and scores.identities is not None:
         grouping = choose_grouping_threshold(scores.embeddings, scores.identities, seed=scores.seed)
+        if grouping_by_size:
+            grouping["grouping_by_faces"] = choose_grouping_thresholds_by_size(
+                scores.embeddings, scores.identities, seed=scores.seed)
     return calibrate(
         scores.similarities, scores.is_same,
         cross_validated_accuracy=verification_accuracy(scores.similarities, scores.is_same)["accuracy"],

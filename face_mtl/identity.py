@@ -8,7 +8,8 @@ network never saw in training (``calibrate``) and stored in the weights' config.
 ``verification``. Grouping a folder into people (``cluster``) has its own threshold,
 ``grouping_threshold``, calibrated on simulated folders of the same people
 (``choose_grouping_threshold``): the cut that judges one pair best is not the one that groups
-a folder best.
+a folder best. Bigger folders group best at a higher cut, so there is also one threshold per
+folder size (``choose_grouping_thresholds_by_size``).
 """
 
 from __future__ import annotations
@@ -161,6 +162,59 @@ def pair_precision_recall(truth: np.ndarray, found: np.ndarray) -> tuple[float, 
     return float(precision), float(recall)
 
 
+# Thresholds of ``cluster`` candidates for grouping: every 0.02 in -0.2..0.9.
+GROUPING_CANDIDATES = np.round(np.arange(-0.2, 0.9001, 0.02), 2)
+# Folder sizes (faces) that get their own grouping threshold: up to 30, 31-100, over 100.
+# Bigger folders need a higher cut: average linkage over more people meets more look-alikes
+# (shipped weights, held-out CelebA people: best cut 0.22 for 2-10 people, 0.44 for 25-50).
+GROUPING_FACE_LIMITS = (30, 100)
+
+
+def simulate_folders(
+    embeddings: np.ndarray,
+    identities: np.ndarray,
+    folders: int,
+    people: tuple[int, int],
+    photos: tuple[int, int],
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Group ``folders`` simulated folders, each of a random ``people`` range (inclusive) of the
+    identities with a random ``photos`` range of faces each, at every GROUPING_CANDIDATES cut.
+    Returns (faces per folder: F, pairwise F1, precision and recall: F x candidates x 3)."""
+    embeddings, identities = normalize(embeddings), np.asarray(identities)
+    names, counts = np.unique(identities, return_counts=True)
+    usable = names[counts >= photos[0]]
+    if len(usable) < people[0]:
+        raise ValueError(f"{len(usable)} people with {photos[0]}+ faces: too few to simulate folders of {people[0]}")
+    sizes = np.zeros(folders, np.int64)
+    scores = np.zeros((folders, len(GROUPING_CANDIDATES), 3))
+    for folder in range(folders):
+        chosen = rng.choice(usable, size=min(len(usable), rng.integers(people[0], people[1] + 1)), replace=False)
+        rows = np.concatenate([
+            rng.choice(np.flatnonzero(identities == person),
+                       size=min(int((identities == person).sum()), rng.integers(photos[0], photos[1] + 1)),
+                       replace=False)
+            for person in chosen
+        ])
+        sizes[folder] = len(rows)
+        tree = _average_linkage(embeddings[rows])
+        for k, threshold in enumerate(GROUPING_CANDIDATES):
+            precision, recall = pair_precision_recall(identities[rows], _cut(tree, threshold, len(rows)))
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            scores[folder, k] = (f1, precision, recall)
+    return sizes, scores
+
+
+def _best_cut(scores: np.ndarray) -> dict[str, Any]:
+    """The candidate cut of highest mean F1 over folders' ``scores`` (F x candidates x 3)."""
+    mean = scores.mean(axis=0)
+    # The middle of the best cuts, so that a plateau of equally good ones leaves margin both ways.
+    tied = np.flatnonzero(mean[:, 0] >= mean[:, 0].max() - 1e-9)
+    best = int(tied[len(tied) // 2])
+    return {"threshold": float(GROUPING_CANDIDATES[best]), "f1": float(mean[best, 0]),
+            "precision": float(mean[best, 1]), "recall": float(mean[best, 2]), "folders": len(scores)}
+
+
 def choose_grouping_threshold(
     embeddings: np.ndarray,
     identities: np.ndarray,
@@ -171,51 +225,69 @@ def choose_grouping_threshold(
 ) -> dict[str, Any]:
     """The ``cluster`` threshold that groups folders of these faces best.
 
-    Simulates ``folders`` folders, each of a random ``people`` range (inclusive) of the
-    identities with a random ``photos`` range of faces each (N x D embeddings, N identity
-    labels), clusters each at every candidate threshold and returns the one of highest mean
-    pairwise F1, with that mean and the mean pairwise precision and recall it gives:
+    Simulates ``folders`` folders (``simulate_folders``: N x D embeddings, N identity labels),
+    clusters each at every candidate threshold and returns the one of highest mean pairwise F1,
+    with that mean and the mean pairwise precision and recall it gives:
     {"grouping_threshold", "grouping_f1", "grouping_precision", "grouping_recall",
     "grouping_folders"}.
     """
-    embeddings, identities = normalize(embeddings), np.asarray(identities)
+    _, scores = simulate_folders(embeddings, identities, folders, people, photos, np.random.default_rng(seed))
+    best = _best_cut(scores)
+    return {f"grouping_{key}": value for key, value in best.items()}
+
+
+def choose_grouping_thresholds_by_size(
+    embeddings: np.ndarray,
+    identities: np.ndarray,
+    folders: int = 240,
+    people: tuple[tuple[int, int], ...] = ((2, 10), (10, 25), (25, 50)),
+    photos: tuple[int, int] = (2, 8),
+    limits: tuple[int, ...] = GROUPING_FACE_LIMITS,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """A ``cluster`` threshold per folder size. ``folders`` simulated folders, split evenly
+    over the ``people`` ranges (so that small and big folders are both well sampled; each
+    range clipped to the people there are), are binned by their number of faces at
+    ``limits``, and each bin gets its best cut (as ``choose_grouping_threshold``). Returns one
+    dict per bin that received folders, smallest first: {"max_faces" (None for the last,
+    unbounded bin), "threshold", "f1", "precision", "recall", "folders"}; what config.json
+    stores as ``verification.grouping_by_faces``."""
     rng = np.random.default_rng(seed)
-    names, counts = np.unique(identities, return_counts=True)
-    usable = names[counts >= photos[0]]
-    if len(usable) < people[0]:
-        raise ValueError(f"{len(usable)} people with {photos[0]}+ faces: too few to simulate folders of {people[0]}")
-    candidates = np.round(np.arange(-0.2, 0.9001, 0.02), 2)
-    scores = np.zeros((len(candidates), 3))  # mean F1, precision, recall
-    for _ in range(folders):
-        chosen = rng.choice(usable, size=min(len(usable), rng.integers(people[0], people[1] + 1)), replace=False)
-        rows = np.concatenate([
-            rng.choice(np.flatnonzero(identities == person),
-                       size=min(int((identities == person).sum()), rng.integers(photos[0], photos[1] + 1)),
-                       replace=False)
-            for person in chosen
-        ])
-        tree = _average_linkage(embeddings[rows])
-        for k, threshold in enumerate(candidates):
-            precision, recall = pair_precision_recall(identities[rows], _cut(tree, threshold, len(rows)))
-            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-            scores[k] += (f1, precision, recall)
-    scores /= folders
-    # The middle of the best cuts, so that a plateau of equally good ones leaves margin both ways.
-    tied = np.flatnonzero(scores[:, 0] >= scores[:, 0].max() - 1e-9)
-    best = int(tied[len(tied) // 2])
-    return {
-        "grouping_threshold": float(candidates[best]),
-        "grouping_f1": float(scores[best, 0]),
-        "grouping_precision": float(scores[best, 1]),
-        "grouping_recall": float(scores[best, 2]),
-        "grouping_folders": int(folders),
-    }
+    usable = int((np.unique(np.asarray(identities), return_counts=True)[1] >= photos[0]).sum())
+    ranges = [(low, high) for low, high in people if low <= usable] or [people[0]]
+    simulated = [simulate_folders(embeddings, identities, max(1, folders // len(ranges)), span, photos, rng)
+                 for span in ranges]
+    sizes = np.concatenate([faces for faces, _ in simulated])
+    scores = np.concatenate([score for _, score in simulated])
+    bins, lower = [], 0
+    for upper in (*limits, None):
+        inside = (sizes > lower) & (sizes <= upper if upper is not None else True)
+        if inside.any():
+            bins.append({"max_faces": upper, **_best_cut(scores[inside])})
+        lower = upper if upper is not None else lower
+    return bins
 
 
-def grouping_threshold(verification: Mapping[str, Any] | None) -> tuple[float, str]:
-    """(threshold, source) for ``cluster`` from a config's ``verification`` dict: its
-    grouping_threshold and "calibrated for grouping" when calibrated so, else the verdict
-    threshold (``verdict_threshold``)."""
+def grouping_threshold(verification: Mapping[str, Any] | None, faces: int | None = None) -> tuple[float, str]:
+    """(threshold, source) for ``cluster`` from a config's ``verification`` dict.
+
+    For a folder of ``faces`` faces, the threshold calibrated for folders of that size
+    (``grouping_by_faces``; beyond the largest size calibrated, the largest's) when there is
+    one; else its grouping_threshold and "calibrated for grouping" when calibrated so; else the
+    verdict threshold (``verdict_threshold``)."""
+    by_size = (verification or {}).get("grouping_by_faces") or []
+    if faces is not None and by_size:
+        chosen = next((b for b in by_size if b["max_faces"] is None or faces <= b["max_faces"]), by_size[-1])
+        return float(chosen["threshold"]), f"calibrated for grouping folders of {_size_range(by_size, chosen)} faces"
     if verification and verification.get("grouping_threshold") is not None:
         return float(verification["grouping_threshold"]), "calibrated for grouping"
     return verdict_threshold(verification)
+
+
+def _size_range(bins: list[Mapping[str, Any]], chosen: Mapping[str, Any]) -> str:
+    """"up to 30", "31-100" or "over 100": the folder sizes a ``grouping_by_faces`` bin covers."""
+    index = bins.index(chosen)
+    lower = bins[index - 1]["max_faces"] if index else None
+    if chosen["max_faces"] is None:
+        return f"over {lower}" if lower is not None else "any number of"
+    return f"{lower + 1}-{chosen['max_faces']}" if lower is not None else f"up to {chosen['max_faces']}"

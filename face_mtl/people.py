@@ -1,8 +1,8 @@
 """Group every face of a folder of photos into people (``face-mtl people``).
 
 Scanning runs the analyzer over each image (unreadable files are recorded and skipped); the
-grouping itself is ``identity.cluster`` at the weights' calibrated grouping threshold
-(``identity.grouping_threshold``).
+grouping itself is ``identity.cluster`` at the weights' grouping threshold calibrated for
+folders of that many faces (``identity.grouping_threshold``).
 """
 
 from __future__ import annotations

@@ -358,8 +358,9 @@ def train(settings: TrainSettings) -> Path:
         state["history"].append(record)
         append_line(run_dir, json.dumps(record))
         save_checkpoint(run_dir, modules, optimizer, state, generator, cyclers)
+        # Grouping thresholds by folder size take seconds: only the final export calibrates them.
         exported_config = _exported_config(config, settings, state, report, splits, parent,
-                                           verification_calibration(identity))
+                                           verification_calibration(identity, grouping_by_size=False))
         save_model(ema, exported_config, run_dir / "export")
         if settings.snapshot_every and epoch % settings.snapshot_every == 0:
             save_model(ema, exported_config, snapshot_dir(run_dir, epoch))
