@@ -36,7 +36,9 @@ class ModelConfig:
     over whole years 0..max_age and reports its expected value. ``test_time_flip``: predict
     from the crop and its mirror image together (averaged), at twice the network cost.
     ``verification``: the calibrated same-person threshold of the identity embedding and its
-    error rates on held-out people (``face_mtl.identity.calibrate``); empty when uncalibrated.
+    error rates on held-out people (``face_mtl.identity.calibrate``), and the thresholds that
+    group folders of them best (``grouping_threshold``; ``grouping_by_faces``, one per folder
+    size); empty when uncalibrated.
     """
 
     backbone: str = "efficientnet_b0"

@@ -166,7 +166,8 @@ def pair_precision_recall(truth: np.ndarray, found: np.ndarray) -> tuple[float, 
 GROUPING_CANDIDATES = np.round(np.arange(-0.2, 0.9001, 0.02), 2)
 # Folder sizes (faces) that get their own grouping threshold: up to 30, 31-100, over 100.
 # Bigger folders need a higher cut: average linkage over more people meets more look-alikes
-# (shipped weights, held-out CelebA people: best cut 0.22 for 2-10 people, 0.44 for 25-50).
+# (shipped weights, 60 simulated folders of held-out CelebA people: best cut 0.22 for 2-10
+# people, 0.38 for 10-25, 0.46 for 25-50, where 0.26 gives them F1 0.29 instead of 0.44).
 GROUPING_FACE_LIMITS = (30, 100)
 
 
@@ -182,8 +183,7 @@ def simulate_folders(
     identities with a random ``photos`` range of faces each, at every GROUPING_CANDIDATES cut.
     Returns (faces per folder: F, pairwise F1, precision and recall: F x candidates x 3)."""
     embeddings, identities = normalize(embeddings), np.asarray(identities)
-    names, counts = np.unique(identities, return_counts=True)
-    usable = names[counts >= photos[0]]
+    usable = _people_with(identities, photos[0])
     if len(usable) < people[0]:
         raise ValueError(f"{len(usable)} people with {photos[0]}+ faces: too few to simulate folders of {people[0]}")
     sizes = np.zeros(folders, np.int64)
@@ -200,9 +200,14 @@ def simulate_folders(
         tree = _average_linkage(embeddings[rows])
         for k, threshold in enumerate(GROUPING_CANDIDATES):
             precision, recall = pair_precision_recall(identities[rows], _cut(tree, threshold, len(rows)))
-            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-            scores[folder, k] = (f1, precision, recall)
+            scores[folder, k] = (f1_of(precision, recall), precision, recall)
     return sizes, scores
+
+
+def _people_with(identities: np.ndarray, photos: int) -> np.ndarray:
+    """The identities that have at least ``photos`` faces."""
+    names, counts = np.unique(identities, return_counts=True)
+    return names[counts >= photos]
 
 
 def _best_cut(scores: np.ndarray) -> dict[str, Any]:
@@ -213,6 +218,11 @@ def _best_cut(scores: np.ndarray) -> dict[str, Any]:
     best = int(tied[len(tied) // 2])
     return {"threshold": float(GROUPING_CANDIDATES[best]), "f1": float(mean[best, 0]),
             "precision": float(mean[best, 1]), "recall": float(mean[best, 2]), "folders": len(scores)}
+
+
+def f1_of(precision: float, recall: float) -> float:
+    """Harmonic mean of ``precision`` and ``recall`` (0 when both are 0)."""
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 
 
 def choose_grouping_threshold(
@@ -245,26 +255,32 @@ def choose_grouping_thresholds_by_size(
     limits: tuple[int, ...] = GROUPING_FACE_LIMITS,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """A ``cluster`` threshold per folder size. ``folders`` simulated folders, split evenly
-    over the ``people`` ranges (so that small and big folders are both well sampled; each
-    range clipped to the people there are), are binned by their number of faces at
-    ``limits``, and each bin gets its best cut (as ``choose_grouping_threshold``). Returns one
-    dict per bin that received folders, smallest first: {"max_faces" (None for the last,
-    unbounded bin), "threshold", "f1", "precision", "recall", "folders"}; what config.json
-    stores as ``verification.grouping_by_faces``."""
-    rng = np.random.default_rng(seed)
-    usable = int((np.unique(np.asarray(identities), return_counts=True)[1] >= photos[0]).sum())
+    """A ``cluster`` threshold per folder size.
+
+    ``folders`` simulated folders (``simulate_folders``) are shared out over the ``people``
+    ranges, so that small and big folders are both well sampled; a range that asks for more
+    people than have ``photos[0]`` faces is left out, and one that reaches past them is cut to
+    them. The folders are binned by their number of faces at ``limits`` and each bin gets its
+    best cut (as ``choose_grouping_threshold``). Returns one dict per bin that received
+    folders, smallest first: {"min_faces", "max_faces" (None for the last, unbounded bin),
+    "threshold", "f1", "precision", "recall", "folders"}; what config.json stores as
+    ``verification.grouping_by_faces``.
+    """
+    usable = len(_people_with(np.asarray(identities), photos[0]))
     ranges = [(low, high) for low, high in people if low <= usable] or [people[0]]
-    simulated = [simulate_folders(embeddings, identities, max(1, folders // len(ranges)), span, photos, rng)
-                 for span in ranges]
+    if folders < len(ranges):
+        raise ValueError(f"{folders} folders for {len(ranges)} ranges of people: at least one each")
+    rng = np.random.default_rng(seed)
+    simulated = [simulate_folders(embeddings, identities, folders // len(ranges) + (k < folders % len(ranges)),
+                                  span, photos, rng)
+                 for k, span in enumerate(ranges)]
     sizes = np.concatenate([faces for faces, _ in simulated])
     scores = np.concatenate([score for _, score in simulated])
-    bins, lower = [], 0
-    for upper in (*limits, None):
-        inside = (sizes > lower) & (sizes <= upper if upper is not None else True)
+    bins = []
+    for lower, upper in zip((0, *limits), (*limits, None)):
+        inside = (sizes > lower) & (sizes <= (upper if upper is not None else sizes.max()))
         if inside.any():
-            bins.append({"max_faces": upper, **_best_cut(scores[inside])})
-        lower = upper if upper is not None else lower
+            bins.append({"min_faces": lower + 1, "max_faces": upper, **_best_cut(scores[inside])})
     return bins
 
 
@@ -278,16 +294,15 @@ def grouping_threshold(verification: Mapping[str, Any] | None, faces: int | None
     by_size = (verification or {}).get("grouping_by_faces") or []
     if faces is not None and by_size:
         chosen = next((b for b in by_size if b["max_faces"] is None or faces <= b["max_faces"]), by_size[-1])
-        return float(chosen["threshold"]), f"calibrated for grouping folders of {_size_range(by_size, chosen)} faces"
+        return float(chosen["threshold"]), f"calibrated for grouping folders of {_size_range(chosen)} faces"
     if verification and verification.get("grouping_threshold") is not None:
         return float(verification["grouping_threshold"]), "calibrated for grouping"
     return verdict_threshold(verification)
 
 
-def _size_range(bins: list[Mapping[str, Any]], chosen: Mapping[str, Any]) -> str:
+def _size_range(size_bin: Mapping[str, Any]) -> str:
     """"up to 30", "31-100" or "over 100": the folder sizes a ``grouping_by_faces`` bin covers."""
-    index = bins.index(chosen)
-    lower = bins[index - 1]["max_faces"] if index else None
-    if chosen["max_faces"] is None:
-        return f"over {lower}" if lower is not None else "any number of"
-    return f"{lower + 1}-{chosen['max_faces']}" if lower is not None else f"up to {chosen['max_faces']}"
+    lower, upper = size_bin["min_faces"], size_bin["max_faces"]
+    if upper is None:
+        return f"over {lower - 1}"
+    return f"up to {upper}" if lower <= 1 else f"{lower}-{upper}"

@@ -77,7 +77,7 @@ def tiny_data(tmp_path_factory, astronaut_path, grace_hopper_path) -> Path:
 def test_tiny_training_lowers_loss_and_exports_loadable_weights(tiny_data, tmp_path):
     settings = TrainSettings(
         data_dir=str(tiny_data), cache_dir=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
-        backbone="mobilenetv4_conv_small", input_size=64, epochs=4, max_steps=3, lr=2e-3,
+        backbone="mobilenetv4_conv_small", input_size=64, epochs=5, max_steps=3, lr=2e-3,
         warmup_epochs=0.0, ema_decay=0.5, batch_emotion=4, batch_utk=4, batch_identity=4, device="cpu",
         bn_recalibration_batches=5, embedding_head="pca", loss_teacher=2.0, prefetch_batches=2, snapshot_every=2,
     )
@@ -93,7 +93,7 @@ def test_tiny_training_lowers_loss_and_exports_loadable_weights(tiny_data, tmp_p
     assert "identity teacher descriptors: celeba_train" in log
     lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     history = [line for line in lines if "epoch" in line]
-    assert len(history) == 4
+    assert len(history) == 5
     assert set(lines[-1]["final"]) == set(history[-1]["val"])
     chosen = next(line for line in lines if "identity_head" in line)
     assert chosen["identity_head"] == "pca" and set(chosen["verification"]) == {"pca"}
@@ -107,16 +107,18 @@ def test_tiny_training_lowers_loss_and_exports_loadable_weights(tiny_data, tmp_p
     assert {p.stem for p in (tmp_path / "cache" / "boxes").glob("*.npz")} == {
         "utk_train", "utk_val", "celeba_train", "celeba_val", "ferplus_tight_val"}
 
-    # --snapshot-every 2 kept the EMA weights validated after epochs 2 and 4, each with its figures.
-    assert sorted(p.name for p in (tmp_path / "run" / "epochs").iterdir()) == ["002", "004"]
-    for epoch in (2, 4):
+    # --snapshot-every 2 kept the EMA weights validated after epochs 2 and 4, and the last
+    # epoch's (5), each with its figures.
+    assert sorted(p.name for p in (tmp_path / "run" / "epochs").iterdir()) == ["002", "004", "005"]
+    for epoch in (2, 4, 5):
         snapshot = FaceAnalyzer(weights=snapshot_dir(tmp_path / "run", epoch), device="cpu").config
         assert snapshot.training["epochs_done"] == epoch
         assert snapshot.metrics["summary"] == pytest.approx(history[epoch - 1]["val"], abs=1e-4)
+        assert "grouping_by_faces" not in snapshot.verification  # seconds per epoch: the final export's
 
     analyzer = FaceAnalyzer(weights=exported, device="cpu")
     assert analyzer.config.input_size == 64
-    assert analyzer.config.training["epochs_done"] == 4
+    assert analyzer.config.training["epochs_done"] == 5
     assert analyzer.config.training["identity_head"] == {k: v for k, v in chosen.items() if k != "celeba_train_images"}
     # The same-person threshold is calibrated with the exported weights, on held-out people.
     calibration = analyzer.config.verification
@@ -124,6 +126,8 @@ def test_tiny_training_lowers_loss_and_exports_loadable_weights(tiny_data, tmp_p
     assert analyzer.verdict_threshold == (calibration["threshold"], "calibrated")
     # ... and so is the threshold ``face-mtl people`` groups at, on simulated folders of them.
     assert -1.0 <= calibration["grouping_threshold"] <= 1.0 and 0.0 <= calibration["grouping_f1"] <= 1.0
+    # ... with one per folder size: two held-out people make folders of up to 16 faces.
+    assert [(b["min_faces"], b["max_faces"]) for b in calibration["grouping_by_faces"]] == [(1, 30)]
     assert 0.0 <= calibration["false_accept_rate"] <= 1.0 and 0.0 <= calibration["false_reject_rate"] <= 1.0
     faces = analyzer.predict_crops([np.zeros((48, 48), np.uint8)])
     assert len(faces) == 1 and abs(sum(faces[0].emotions.values()) - 1) < 1e-5

@@ -362,7 +362,9 @@ def train(settings: TrainSettings) -> Path:
         exported_config = _exported_config(config, settings, state, report, splits, parent,
                                            verification_calibration(identity, grouping_by_size=False))
         save_model(ema, exported_config, run_dir / "export")
-        if settings.snapshot_every and epoch % settings.snapshot_every == 0:
+        # Counted in validated epochs; the last one is always kept (the final export replaces
+        # run_dir/export with BatchNorm-recalibrated weights and a refitted identity head).
+        if settings.snapshot_every and (finished or len(state["history"]) % settings.snapshot_every == 0):
             save_model(ema, exported_config, snapshot_dir(run_dir, epoch))
         if progress >= 1.0:
             append_line(run_dir, f"stopping in epoch {epoch}: --max-hours {settings.max_hours} reached")

@@ -30,8 +30,8 @@ class TrainSettings:
     # Validate, checkpoint and export every this many epochs (and at the end). 1 on a CPU; on a
     # GPU an epoch takes seconds, and validating each one would cost as much as training.
     eval_every: int = 1
-    # Also keep the EMA weights of every this many validated epochs in run_dir/epochs/NNN
-    # (0: only the latest, run_dir/export). Heads peak at different epochs (age over-fits
+    # Also keep the EMA weights of every this many validated epochs, and of the last, in
+    # run_dir/epochs/NNN (0: only the latest, run_dir/export). Heads peak at different epochs (age over-fits
     # from about epoch 5 while expression keeps improving), and weights along one run can be
     # averaged afterwards (train/average.py), so each epoch's weights are worth keeping.
     snapshot_every: int = 0
