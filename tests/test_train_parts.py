@@ -14,7 +14,7 @@ import torch
 from face_mtl.data.sets import CropSet, _empty_labels, attach_teacher
 from face_mtl.data.views import TIGHT_EXTENT
 from face_mtl.model import cpu_has_native_bf16
-from face_mtl.train.augment import AugmentSettings, random_theta
+from face_mtl.train.augment import AugmentSettings, erase_rectangles, random_theta
 from face_mtl.train.loop import autocast_for, prefetched
 from face_mtl.train.runlog import append_line, epoch_records, flatness, lineage, read_records
 from face_mtl.train.settings import TrainSettings
@@ -70,6 +70,30 @@ def test_zoom_in_applies_only_to_zoomable_samples():
     assert float(scales[:200].max()) <= TIGHT_EXTENT + 1e-6
     assert float(scales[:200].min()) < TIGHT_EXTENT * 0.75  # some windows shrink by most of 30 %
     assert float(scales[:200].min()) >= TIGHT_EXTENT * 0.7 - 1e-6
+
+
+def test_random_erasing_hides_one_rectangle_in_the_chosen_share_of_views():
+    images = torch.ones(400, 3, 32, 32)
+    generator = torch.Generator().manual_seed(0)
+    erased = erase_rectangles(images, AugmentSettings(erase_p=0.5), generator)
+    hidden = erased[:, 0] == 0
+    assert torch.equal(hidden, (erased == 0).all(dim=1))  # every channel of the same pixels
+    touched = hidden.flatten(1).any(dim=1)
+    assert 0.4 < float(touched.float().mean()) < 0.6
+    assert torch.equal(erased[~touched], images[~touched])
+    for mask in hidden[touched]:
+        rows, cols = mask.any(dim=1).nonzero().flatten(), mask.any(dim=0).nonzero().flatten()
+        height, width = len(rows), len(cols)
+        assert int(mask.sum()) == height * width  # one solid rectangle
+        assert rows.max() - rows.min() + 1 == height and cols.max() - cols.min() + 1 == width
+        assert 0.01 <= height * width / 32**2 <= 0.25  # 2-20 % of the view, give or take rounding
+        assert 1 / 3.5 <= height / width <= 3.5
+
+    state = generator.get_state()
+    assert erase_rectangles(images, AugmentSettings(), generator) is images
+    assert torch.equal(generator.get_state(), state)  # off: no draws, so older runs keep their streams
+    with pytest.raises(ValueError, match="erase_p"):
+        TrainSettings(erase_p=1.5)
 
 
 def _crop_set(n: int) -> CropSet:

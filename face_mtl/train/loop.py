@@ -270,7 +270,7 @@ def train(settings: TrainSettings) -> Path:
     append_line(run_dir, f"identity teacher descriptors: {', '.join(with_teacher) or 'none cached'}")
 
     class_weights = emotion_class_weights(fer.emotion, settings.emotion_weight_power).to(device)
-    augment = AugmentSettings()
+    augment = AugmentSettings(erase_p=settings.erase_p)
     started = time.time() - state["elapsed"]
     budget = settings.max_hours * 3600
     autocast = autocast_for(device, settings.precision)

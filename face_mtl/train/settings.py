@@ -57,6 +57,8 @@ class TrainSettings:
     # backbone features), "lda" (Fisher's axes over the training people), or "best": whichever
     # of the three verifies the held-out CelebA people best (train/embedding.py).
     embedding_head: str = "best"
+    # Share of training views with one random rectangle hidden (train/augment.py; 0: off).
+    erase_p: float = 0.0
     emotion_weight_power: float = 0.3  # class weights ~ frequency ** -power (imbalance handling)
     seed: int = 0
     device: str | None = None
@@ -71,6 +73,8 @@ class TrainSettings:
         # Checked before any data is read or hours are spent, not when first used.
         if self.eval_every < 1:
             raise ValueError(f"eval_every must be at least 1, not {self.eval_every}")
+        if not 0.0 <= self.erase_p <= 1.0:
+            raise ValueError(f"erase_p must be between 0 and 1, not {self.erase_p}")
         if self.snapshot_every < 0:
             raise ValueError(f"snapshot_every must be 0 (off) or more, not {self.snapshot_every}")
         for name, allowed in CHOICES.items():
