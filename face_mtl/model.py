@@ -106,11 +106,12 @@ class _FusedFullBatches:
         return (self.fused if x.shape[0] == self.batch else self.plain)(x)
 
 
-def _fused_graph(runner: nn.Module, plain, batch: int, side: int):
-    """``runner`` traced and compiled by oneDNN Graph for batches of ``batch`` images, or None
-    where that fails or disagrees with ``plain``. The fusion flag is process-wide, so it is on
-    only while the graph is traced and run for the first times (its profiling runs, which
-    compile it); the compiled graph keeps its fused kernels after the flag is restored."""
+def _fused_graph(traced, plain, batch: int, side: int):
+    """``traced`` (the runner's traced graph, not frozen; freezing works on a copy) frozen and
+    compiled by oneDNN Graph for batches of ``batch`` images, or None where that fails or
+    disagrees with ``plain``. The fusion flag is process-wide, so it is on only while the graph
+    is frozen and run for the first times (its profiling runs, which compile it); the compiled
+    graph keeps its fused kernels after the flag is restored."""
     example = torch.randn(batch, 3, side, side, generator=torch.Generator().manual_seed(0))
     example = example.contiguous(memory_format=torch.channels_last)
     previous = torch.jit.onednn_fusion_enabled()
@@ -118,7 +119,7 @@ def _fused_graph(runner: nn.Module, plain, batch: int, side: int):
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fused = torch.jit.freeze(torch.jit.trace(runner.eval(), example[:2], strict=False).eval())
+            fused = torch.jit.freeze(traced.eval())
             for _ in range(3):
                 got = fused(example)
             expected = plain(example)
@@ -172,7 +173,7 @@ def inference_runner(
             plain = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
     except Exception:  # an optimisation only: never a reason to fail
         return runner
-    fused = _fused_graph(runner, plain, full_batch, side) if bf16 and full_batch else None
+    fused = _fused_graph(traced, plain, full_batch, side) if bf16 and full_batch else None
     return _FusedFullBatches(fused, plain, full_batch) if fused is not None else plain
 
 

@@ -59,3 +59,51 @@ def test_multitask_loss_distils_only_rows_with_teacher_descriptors():
     assert abs(losses["total"].item() - 3.0) < 1e-5
     without = multitask_loss(outputs, batch, CosFaceHead(8, 2), {**weights, "teacher": 0.0}, None)
     assert "teacher" not in without
+
+
+def test_teacher_relation_loss_compares_how_alike_faces_are_not_where_they_point():
+    import torch.nn.functional as F
+
+    from face_mtl.train.losses import teacher_relation_loss
+
+    descriptors = torch.randn(6, 8, generator=torch.Generator().manual_seed(0))
+    same_geometry = F.normalize(descriptors, dim=1) @ torch.linalg.qr(torch.randn(8, 8, generator=torch.Generator().manual_seed(4)))[0]  # turned as a whole
+    assert teacher_relation_loss(same_geometry, descriptors * 3.0).item() < 1e-10
+    # Hand-computed: two faces the teacher finds orthogonal, the student identical -> (1 - 0)^2.
+    assert abs(teacher_relation_loss(torch.tensor([[1.0, 0.0], [1.0, 0.0]]),
+                                     torch.tensor([[0.0, 2.0], [5.0, 0.0]])).item() - 1.0) < 1e-6
+    assert teacher_relation_loss(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])).item() == 0.0
+    # Gradient steps on it bring the student's similarities towards the teacher's.
+    student = torch.randn(6, 8, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    first = teacher_relation_loss(F.normalize(student, dim=1), descriptors)
+    optimizer = torch.optim.SGD([student], lr=0.5)
+    for _ in range(200):
+        optimizer.zero_grad()
+        teacher_relation_loss(F.normalize(student, dim=1), descriptors).backward()
+        optimizer.step()
+    assert teacher_relation_loss(F.normalize(student, dim=1), descriptors).item() < 0.05 * first.item()
+
+
+def test_multitask_loss_adds_relational_distillation_only_when_weighted():
+    import torch.nn.functional as F
+
+    from face_mtl.train.losses import CosFaceHead, multitask_loss, teacher_relation_loss
+
+    n = 5
+    embedding = F.normalize(torch.randn(n, 8, generator=torch.Generator().manual_seed(2)), dim=1)
+    outputs = {"emotion": torch.zeros(n, 8), "age": torch.zeros(n, 101), "gender": torch.zeros(n, 2),
+               "ethnicity": torch.zeros(n, 5), "embedding": embedding}
+    teacher = torch.randn(n, 8, generator=torch.Generator().manual_seed(3))
+    teacher[0] = 0.0  # a face without a descriptor takes no part
+    batch = {"emotion": torch.zeros(n, 8), "age": torch.full((n,), float("nan")),
+             "gender": torch.full((n,), -1), "ethnicity": torch.full((n,), -1),
+             "identity": torch.full((n,), -1), "teacher": teacher}
+    weights = {"emotion": 1.0, "age": 1.0, "gender": 1.0, "ethnicity": 1.0, "identity": 1.0, "teacher": 0.0,
+               "teacher_relation": 10.0}
+    losses = multitask_loss(outputs, batch, CosFaceHead(8, 2), weights, None)
+    expected = teacher_relation_loss(embedding[1:], teacher[1:]).item()
+    assert set(losses) == {"teacher_relation", "total"} and expected > 0
+    assert abs(losses["teacher_relation"].item() - expected) < 1e-6
+    assert abs(losses["total"].item() - 10.0 * expected) < 1e-5
+    assert "teacher_relation" not in multitask_loss(outputs, batch, CosFaceHead(8, 2),
+                                                    {**weights, "teacher_relation": 0.0}, None)

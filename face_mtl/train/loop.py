@@ -228,7 +228,7 @@ def train(settings: TrainSettings) -> Path:
     # Seeded after the cache is built: building it creates the detector, which draws from the
     # global RNG, so a run that builds the cache would otherwise start from other weights.
     torch.manual_seed(settings.seed)
-    teacher_files = _teacher_files(Path(settings.cache_dir)) if settings.loss_teacher > 0 else None
+    teacher_files = _teacher_files(Path(settings.cache_dir)) if max(settings.loss_teacher, settings.loss_teacher_relation) > 0 else None
     with_teacher = attach_teacher(splits, Path(settings.cache_dir), settings.teacher_target) if teacher_files is not None else []
     fer, utk, celeba = splits["ferplus_train"], splits["utk_train"], splits["celeba_train"]
     identities = int(celeba.identity.max()) + 1

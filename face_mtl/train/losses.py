@@ -49,6 +49,21 @@ def teacher_loss(embeddings: torch.Tensor, descriptors: torch.Tensor) -> torch.T
     return (1.0 - (embeddings.float() * F.normalize(descriptors.float(), dim=1)).sum(dim=1)).mean()
 
 
+def teacher_relation_loss(embeddings: torch.Tensor, descriptors: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between the cosine similarities of every two faces of the batch,
+    the student's against the teacher's (relational distillation, Park et al., CVPR 2019).
+
+    ``teacher_loss`` pulls each embedding towards its descriptor; this asks only that faces be
+    as alike to each other as the teacher finds them, the quantity verification thresholds,
+    and leaves the embedding free to turn as a whole. 0 for fewer than two faces."""
+    if len(embeddings) < 2:
+        return embeddings.float().sum() * 0.0
+    student = F.normalize(embeddings.float(), dim=1)
+    teacher = F.normalize(descriptors.float(), dim=1)
+    others = ~torch.eye(len(student), dtype=torch.bool, device=student.device)
+    return ((student @ student.T - teacher @ teacher.T)[others] ** 2).mean()
+
+
 def multitask_loss(outputs, batch, cosface: CosFaceHead, weights: dict[str, float], emotion_class_weights) -> dict[str, torch.Tensor]:
     """Per-task losses over the samples that carry each label, and their weighted ``total``."""
     losses: dict[str, torch.Tensor] = {}
@@ -70,5 +85,7 @@ def multitask_loss(outputs, batch, cosface: CosFaceHead, weights: dict[str, floa
     has_teacher = batch["teacher"].abs().sum(dim=1) > 0 if "teacher" in batch else None
     if weights.get("teacher", 0.0) > 0 and has_teacher is not None and has_teacher.any():
         losses["teacher"] = teacher_loss(outputs["embedding"][has_teacher], batch["teacher"][has_teacher])
+    if weights.get("teacher_relation", 0.0) > 0 and has_teacher is not None and has_teacher.sum() >= 2:
+        losses["teacher_relation"] = teacher_relation_loss(outputs["embedding"][has_teacher], batch["teacher"][has_teacher])
     losses["total"] = sum(weights[name] * value for name, value in losses.items())
     return losses

@@ -53,6 +53,9 @@ class TrainSettings:
     # the training faces' mean descriptor and scaled to unit length ("centred", the part that
     # tells people apart: data/sets.py attach_teacher).
     teacher_target: str = "raw"
+    # Relational distillation (train/losses.py teacher_relation_loss): the squared gap between
+    # the student's and the teacher's cosine similarity of every two faces of a batch. 0: off.
+    loss_teacher_relation: float = 0.0
     # Exported identity head: "trained" (the head as trained), "pca" (principal axes of the
     # backbone features), "lda" (Fisher's axes over the training people), or "best": whichever
     # of the three verifies the held-out CelebA people best (train/embedding.py).
@@ -90,6 +93,7 @@ class TrainSettings:
             "ethnicity": self.loss_ethnicity,
             "identity": self.loss_identity,
             "teacher": self.loss_teacher,
+            "teacher_relation": self.loss_teacher_relation,
         }
 
     def to_dict(self) -> dict:
