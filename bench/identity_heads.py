@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from face_mtl.data.sets import attach_teacher, build_splits
+from face_mtl.data.sets import SPLITS, attach_teacher, build_splits
 from face_mtl.evaluate import pair_scores, verification_report
 from face_mtl.train.embedding import IdentityHead, backbone_features, identity_heads, set_identity_head
 from face_mtl.weights import load_model
@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--cache", default=".cache")
     parser.add_argument("--teacher-regression", nargs="+", default=None, metavar="SET",
+                        choices=[name for name in SPLITS if name.endswith("_train")],
                         help="also fit ridge heads to the centred teacher descriptors of these training sets")
     args = parser.parse_args()
     model, config = load_model(args.weights, device="cpu")
@@ -76,9 +77,6 @@ def main() -> None:
           f"{len(held_out)} faces of {len(np.unique(held_out.identity))} people")
     heads = identity_heads(model, train, "cpu")
     if args.teacher_regression:
-        unknown = sorted(set(args.teacher_regression) - {name for name in splits if name.endswith("_train")})
-        if unknown:
-            parser.error(f"not training sets: {', '.join(unknown)}")
         if not attach_teacher(splits, Path(args.cache), "centred"):
             raise SystemExit("no teacher descriptors cached: python -m face_mtl.train.teacher")
         heads += teacher_regressions(model, config, splits, args.teacher_regression, config.embedding_size)
