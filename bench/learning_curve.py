@@ -9,7 +9,7 @@ continue from). A run's hours end at its last logged epoch. The runs are laid en
 training hours, starting at ``--start-hours`` (the lineage's hours before the first run).
 Prints a Markdown table of every epoch's validation figures (EMA weights, one view, the run's
 trained identity head: the figures the loop logs, not ``face-mtl eval``'s), then, for the
-last ``--window-hours``, each figure's range and least-squares slope per hour.
+last ``--window-hours``, each figure's range, least-squares slope per hour and that slope's standard error.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def main() -> None:
     print(f"\nlast {args.window_hours:g} hours ({start:.2f} -> {rows[-1]['hours']:.2f}):")
     for title, s in flatness(rows, args.window_hours).items():
         print(f"  {title:>12}: {s['first']:.4f} -> {s['last']:.4f}, range {s['min']:.4f}..{s['max']:.4f}, "
-              f"slope {s['slope_per_hour']:+.4f}/hour")
+              f"slope {s['slope_per_hour']:+.4f}/hour (standard error {s['slope_se']:.4f})")
+    print("(the standard error treats epochs as independent, so it understates the slope's uncertainty)")
 
 
 if __name__ == "__main__":

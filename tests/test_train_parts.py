@@ -3,6 +3,7 @@ the training log."""
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import time
@@ -16,7 +17,7 @@ from face_mtl.data.views import TIGHT_EXTENT
 from face_mtl.model import cpu_has_native_bf16
 from face_mtl.train.augment import AugmentSettings, erase_rectangles, random_theta
 from face_mtl.train.loop import autocast_for, prefetched
-from face_mtl.train.runlog import append_line, epoch_records, flatness, lineage, read_records
+from face_mtl.train.runlog import FIGURES, append_line, epoch_records, flatness, lineage, read_records
 from face_mtl.train.settings import TrainSettings
 
 
@@ -237,5 +238,49 @@ def test_lineage_lays_runs_end_to_end_and_flatness_fits_each_figure_over_the_las
     assert last["FER+"]["slope_per_hour"] == pytest.approx(0.02)
     assert last["age MAE"]["slope_per_hour"] == pytest.approx(-0.2)
     assert "FER+ tight" not in last
+    assert last["FER+"]["slope_se"] == pytest.approx(0.0, abs=1e-9)  # exactly on a line
+    # Off a line: slope 0.6, residuals -0.1, 0.3, -0.3, 0.1, so SE = sqrt(0.2 / 2 / 5).
+    wobbly = [{"hours": float(h), **dict.fromkeys(FIGURES), "ferplus_accuracy": v} for h, v in enumerate([0, 1, 1, 2])]
+    assert flatness(wobbly, window_hours=3.0)["FER+"]["slope_se"] == pytest.approx(0.02**0.5)
+    assert np.isnan(flatness(wobbly[:2], window_hours=3.0)["FER+"]["slope_se"])  # two epochs: no error
     with pytest.raises(FileNotFoundError, match="no such training log"):
         lineage([str(tmp_path / "missing")])
+
+
+def test_stochastic_depth_fills_timms_slots_like_drop_path_rate_and_leaves_the_weights_alone():
+    import timm
+
+    from face_mtl.train.stochastic_depth import residual_blocks, set_drop_path
+
+    torch.manual_seed(0)
+    plain = timm.create_model("resnet18", num_classes=0)
+    for module in plain.modules():  # timm zeroes each block's last BatchNorm: branches would add 0
+        if isinstance(module, torch.nn.BatchNorm2d):
+            torch.nn.init.ones_(module.weight)
+    built = timm.create_model("resnet18", num_classes=0, drop_path_rate=0.1)  # timm's own construction
+    backbone = copy.deepcopy(plain)
+    rates = set_drop_path(backbone, 0.1)
+    assert len(rates) == 8 and rates[0] == 0.0 and rates[-1] == pytest.approx(0.1)  # 2 blocks x 4 stages
+    assert rates == pytest.approx([getattr(b.drop_path, "drop_prob", 0.0) for b in residual_blocks(built)])
+    assert backbone.state_dict().keys() == plain.state_dict().keys()  # loads and exports as before
+
+    x = torch.randn(6, 3, 64, 64)
+    backbone.eval()
+    plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(backbone(x), plain(x))  # inference: the same network
+        backbone.train()
+        plain.train()
+        reference = plain(x)
+        dropped = [backbone(x) for _ in range(2)]
+        assert not torch.allclose(dropped[0], dropped[1])  # training: random branches skipped
+        assert not torch.allclose(dropped[0], reference)
+        set_drop_path(backbone, 0.0)  # off again
+        torch.testing.assert_close(backbone(x), reference)
+
+    with pytest.raises(ValueError, match="drop path rate"):
+        set_drop_path(backbone, 1.0)
+    with pytest.raises(ValueError, match="no residual blocks"):
+        set_drop_path(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3)), 0.1)
+    with pytest.raises(ValueError, match="drop_path"):
+        TrainSettings(drop_path=1.0)

@@ -27,6 +27,7 @@ from .embedding import fit_identity_head
 from .losses import CosFaceHead, multitask_loss
 from .runlog import append_line
 from .settings import TrainSettings
+from .stochastic_depth import set_drop_path
 
 CHECKPOINT = "checkpoint.safetensors"
 STATE = "state.json"
@@ -246,6 +247,8 @@ def train(settings: TrainSettings) -> Path:
     model.to(device).to(memory_format=torch.channels_last)
     cosface.to(device)
     ema = copy.deepcopy(model).eval()
+    if settings.drop_path > 0:  # after the EMA copy: its BatchNorm re-estimation runs in train mode
+        set_drop_path(model.backbone, settings.drop_path)
     on_gpu = device.startswith("cuda")
     if on_gpu:
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels once

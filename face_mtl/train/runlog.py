@@ -62,8 +62,10 @@ def lineage(runs: list[str], start_hours: float = 0.0) -> list[dict]:
 
 
 def flatness(rows: list[dict], window_hours: float) -> dict[str, dict[str, float]]:
-    """For the rows of the last ``window_hours``: each figure's min, max, first, last and
-    least-squares slope per hour (figures logged fewer than twice there are left out)."""
+    """For the rows of the last ``window_hours``: each figure's min, max, first, last,
+    least-squares slope per hour and that slope's standard error (NaN from two epochs; figures
+    logged fewer than twice there are left out). The error treats epochs as independent, which
+    successive epochs of one run are not, so it is a lower bound on the slope's uncertainty."""
     end = rows[-1]["hours"]
     window = [r for r in rows if r["hours"] >= end - window_hours]
     summary = {}
@@ -73,5 +75,14 @@ def flatness(rows: list[dict], window_hours: float) -> dict[str, dict[str, float
             continue
         hours, values = np.array([r["hours"] for r in logged]), np.array([r[key] for r in logged], float)
         summary[title] = {"min": float(values.min()), "max": float(values.max()), "first": float(values[0]),
-                          "last": float(values[-1]), "slope_per_hour": float(np.polyfit(hours, values, 1)[0])}
+                          "last": float(values[-1]), **_slope(hours, values)}
     return summary
+
+
+def _slope(hours: np.ndarray, values: np.ndarray) -> dict[str, float]:
+    """Least-squares slope of values over hours and its standard error (NaN below 3 points)."""
+    slope, intercept = np.polyfit(hours, values, 1)
+    residuals = values - (slope * hours + intercept)
+    spread = float(((hours - hours.mean()) ** 2).sum())
+    error = float(np.sqrt((residuals**2).sum() / (len(hours) - 2) / spread)) if len(hours) > 2 else float("nan")
+    return {"slope_per_hour": float(slope), "slope_se": error}

@@ -62,6 +62,9 @@ class TrainSettings:
     embedding_head: str = "best"
     # Share of training views with one random rectangle hidden (train/augment.py; 0: off).
     erase_p: float = 0.0
+    # Stochastic depth (train/stochastic_depth.py): the deepest residual block's branch is
+    # skipped for this share of the samples, shallower ones for linearly less. Training only.
+    drop_path: float = 0.0
     emotion_weight_power: float = 0.3  # class weights ~ frequency ** -power (imbalance handling)
     seed: int = 0
     device: str | None = None
@@ -78,6 +81,8 @@ class TrainSettings:
             raise ValueError(f"eval_every must be at least 1, not {self.eval_every}")
         if not 0.0 <= self.erase_p <= 1.0:
             raise ValueError(f"erase_p must be between 0 and 1, not {self.erase_p}")
+        if not 0.0 <= self.drop_path < 1.0:
+            raise ValueError(f"drop_path must be at least 0 and below 1, not {self.drop_path}")
         if self.snapshot_every < 0:
             raise ValueError(f"snapshot_every must be 0 (off) or more, not {self.snapshot_every}")
         for name, allowed in CHOICES.items():
