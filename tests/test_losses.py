@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+import pytest
 import torch
 
 from face_mtl.train.losses import soft_cross_entropy
@@ -107,3 +109,54 @@ def test_multitask_loss_adds_relational_distillation_only_when_weighted():
     assert abs(losses["total"].item() - 10.0 * expected) < 1e-5
     assert "teacher_relation" not in multitask_loss(outputs, batch, CosFaceHead(8, 2),
                                                     {**weights, "teacher_relation": 0.0}, None)
+
+
+def test_reference_loss_is_zero_where_the_student_predicts_what_the_reference_did_and_pulls_towards_it():
+    from face_mtl.train.losses import REFERENCE_HEADS, multitask_loss, reference_loss
+
+    widths = {"age": 101, "gender": 2, "ethnicity": 5}
+    generator = torch.Generator().manual_seed(4)
+    reference_logits = {h: torch.randn(6, w, generator=generator) * 2 for h, w in widths.items()}
+    targets = torch.cat([reference_logits[h].softmax(dim=1) for h in REFERENCE_HEADS], dim=1)
+    # Logits that differ by a constant per row give the same probabilities: no loss.
+    shifted = {h: v + torch.arange(6.0)[:, None] for h, v in reference_logits.items()}
+    assert reference_loss(shifted, targets, REFERENCE_HEADS).item() < 1e-5
+
+    student = {h: torch.zeros(6, w, requires_grad=True) for h, w in widths.items()}
+    first = reference_loss(student, targets, REFERENCE_HEADS)
+    # Uniform predictions: the KL divergence of each head is log(classes) minus the target's entropy.
+    expected = sum((targets[:, s:s + w] * (targets[:, s:s + w].log() + np.log(w))).sum(dim=1).mean().item()
+                   for s, w in zip((0, 101, 103), (101, 2, 5)))
+    assert abs(first.item() - expected) < 1e-4 and first.item() > 0.1
+    optimizer = torch.optim.SGD(list(student.values()), lr=5.0)
+    for _ in range(200):
+        optimizer.zero_grad()
+        reference_loss(student, targets, REFERENCE_HEADS).backward()
+        optimizer.step()
+    assert reference_loss(student, targets, REFERENCE_HEADS).item() < 0.05 * first.item()
+    with pytest.raises(ValueError, match="108 columns"):
+        reference_loss({"age": torch.zeros(6, 50), "gender": torch.zeros(6, 2), "ethnicity": torch.zeros(6, 5)},
+                       targets, REFERENCE_HEADS)
+
+    # In the multi-task loss: every face with targets takes part (labelled or not), others none.
+    n = 6
+    outputs = {"emotion": torch.zeros(n, 8), "embedding": torch.zeros(n, 8),
+               **{h: v.detach() for h, v in reference_logits.items()}}
+    outputs["age"] = torch.zeros(n, 101)  # age differs from the reference's
+    batch_targets = targets.clone()
+    batch_targets[0] = 0.0  # a face without targets
+    batch = {"emotion": torch.zeros(n, 8), "age": torch.full((n,), float("nan")),
+             "gender": torch.full((n,), -1), "ethnicity": torch.full((n,), -1),
+             "identity": torch.full((n,), -1), "teacher": torch.zeros(n, 8), "reference": batch_targets}
+    weights = {"emotion": 1.0, "age": 1.0, "gender": 1.0, "ethnicity": 1.0, "identity": 1.0, "teacher": 1.0,
+               "reference": 3.0}
+    from face_mtl.train.losses import CosFaceHead
+
+    losses = multitask_loss(outputs, batch, CosFaceHead(8, 2), weights, None)
+    expected = reference_loss({h: outputs[h][1:] for h in REFERENCE_HEADS}, targets[1:], REFERENCE_HEADS).item()
+    assert set(losses) == {"reference", "total"} and expected > 0.1
+    assert abs(losses["reference"].item() - expected) < 1e-5
+    assert abs(losses["total"].item() - 3.0 * expected) < 1e-4
+    assert "reference" not in multitask_loss(outputs, batch, CosFaceHead(8, 2), {**weights, "reference": 0.0}, None)
+    no_targets = {**batch, "reference": torch.zeros(n, 0)}
+    assert "reference" not in multitask_loss(outputs, no_targets, CosFaceHead(8, 2), weights, None)

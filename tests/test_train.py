@@ -215,13 +215,19 @@ class _Interrupted(Exception):
 
 def test_training_resumes_from_its_checkpoint(tiny_data, tmp_path, monkeypatch):
     import face_mtl.train.loop as loop
+    from face_mtl.config import ModelConfig
+    from face_mtl.model import FaceMTLNet
+    from face_mtl.weights import save_model
 
+    reference_config = ModelConfig(backbone="mobilenetv4_conv_small", input_size=64)
+    reference = save_model(FaceMTLNet(reference_config), reference_config, tmp_path / "reference")
     settings = TrainSettings(
         data_dir=str(tiny_data), cache_dir=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
         backbone="mobilenetv4_conv_small", input_size=64, max_steps=2, warmup_epochs=0.0, epochs=2,
         batch_emotion=4, batch_utk=4, batch_identity=4, device="cpu", bn_recalibration_batches=2,
         max_hours=1e6,  # the schedule then follows steps, not the (differing) wall time
         drop_path=0.1,  # its random draws come back with the RNG state too
+        reference_weights=str(reference), loss_reference=1.0,  # targets cached, then read again
     )
     exported_config = loop._exported_config
 
@@ -235,8 +241,9 @@ def test_training_resumes_from_its_checkpoint(tiny_data, tmp_path, monkeypatch):
     resumed = train(settings)
     log = (tmp_path / "run" / "train.log").read_text()
     assert "resumed" in log
-    epochs = [json.loads(line).get("epoch") for line in log.splitlines() if line.startswith('{"epoch"')]
-    assert epochs == [1, 2]
+    epochs = [json.loads(line) for line in log.splitlines() if line.startswith('{"epoch"')]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert log.count("reference targets from") == 2 and all(e["train_loss"]["reference"] > 0 for e in epochs)
 
     # Weights, optimizer, RNG and sampler positions all come back: a crash and a resume
     # give the weights of one uninterrupted run.

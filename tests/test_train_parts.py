@@ -284,3 +284,57 @@ def test_stochastic_depth_fills_timms_slots_like_drop_path_rate_and_leaves_the_w
         set_drop_path(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3)), 0.1)
     with pytest.raises(ValueError, match="drop_path"):
         TrainSettings(drop_path=1.0)
+
+
+def test_reference_targets_are_the_flip_averaged_probabilities_cached_once_per_reference(random_weights, tmp_path,
+                                                                                        monkeypatch):
+    import face_mtl.train.reference as reference
+    from face_mtl.evaluate import cached_inputs
+    from face_mtl.weights import load_model
+
+    model, config = load_model(random_weights)
+    rng = np.random.default_rng(5)
+
+    def faces(n: int) -> CropSet:
+        return CropSet(crops=rng.integers(0, 256, size=(n, 40, 40, 3), dtype=np.uint8), **_empty_labels(n))
+
+    splits = {"utk_train": faces(3), "celeba_train": faces(2), "utk_val": faces(2)}
+    assert reference.attach_reference(splits, random_weights, config, tmp_path) == ["utk_train", "celeba_train"]
+    targets = splits["utk_train"].reference
+    assert targets.shape == (3, config.max_age + 1 + len(config.genders) + len(config.ethnicities))
+    assert splits["utk_val"].reference.shape == (2, 0)  # held-out faces get none
+    # Each head's columns are a distribution: the mean of the face's and its mirror's softmax.
+    x = next(cached_inputs(splits["utk_train"].crops, config))
+    with torch.inference_mode():
+        views = model(torch.cat([x, torch.flip(x, dims=[3])]))
+    start = 0
+    for head in ("age", "gender", "ethnicity"):
+        p = views[head].float().softmax(dim=1)
+        expected = ((p[:3] + p[3:]) / 2).numpy()
+        np.testing.assert_allclose(targets[:, start:start + p.shape[1]], expected, atol=1e-5)
+        start += p.shape[1]
+    assert not np.allclose(targets[0], targets[1])
+
+    # Cached once per reference: a second run reads them (no network pass) ...
+    monkeypatch.setattr(reference, "reference_probabilities", lambda *a, **k: pytest.fail("recomputed"))
+    again = {name: crop_set for name, crop_set in splits.items()}
+    reference.attach_reference(again, random_weights, config, tmp_path)
+    np.testing.assert_array_equal(again["utk_train"].reference, targets)
+    # ... and a crop set whose cache changed size is computed afresh.
+    monkeypatch.undo()
+    grown = {"utk_train": faces(4)}
+    reference.attach_reference(grown, random_weights, config, tmp_path)
+    assert grown["utk_train"].reference.shape[0] == 4
+
+    # A reference that sees faces at another size or predicts other classes cannot teach.
+    with pytest.raises(ValueError, match="input_size"):
+        reference.attach_reference({"utk_train": faces(1)}, random_weights, config.with_updates(input_size=64), tmp_path)
+    with pytest.raises(ValueError, match="max_age"):
+        reference.attach_reference({"utk_train": faces(1)}, random_weights, config.with_updates(max_age=80), tmp_path)
+    with pytest.raises(ValueError, match="reference_weights"):
+        TrainSettings(loss_reference=1.0)
+    with pytest.raises(ValueError, match="loss_reference"):
+        TrainSettings(loss_reference=-1.0, reference_weights=str(random_weights))
+    # Crop sets built without targets carry none, and subsets keep the columns.
+    assert _crop_set(3).reference.shape == (3, 0)
+    assert splits["utk_train"].subset(np.array([2, 0])).reference.shape == (2, targets.shape[1])

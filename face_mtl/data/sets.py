@@ -52,6 +52,12 @@ class CropSet:
     ethnicity: np.ndarray  # N int64 index into ETHNICITIES, -1 = no label
     identity: np.ndarray  # N int64 class index, -1 = no label
     teacher: np.ndarray  # N x 128 float32 identity teacher's descriptor (train/teacher.py), all 0 = none
+    # N x K float32 a reference network's attribute probabilities (train/reference.py); K = 0: none
+    reference: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.reference is None:  # built without a reference: no targets (K = 0)
+            object.__setattr__(self, "reference", np.zeros((len(self.crops), 0), np.float32))
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -66,6 +72,9 @@ class CropSet:
 
     def with_teacher(self, descriptors: np.ndarray) -> "CropSet":
         return CropSet(**{**self.__dict__, "teacher": descriptors.astype(np.float32)})
+
+    def with_reference(self, targets: np.ndarray) -> "CropSet":
+        return CropSet(**{**self.__dict__, "reference": targets.astype(np.float32)})
 
     @classmethod
     def load(cls, path: Path) -> "CropSet":
@@ -84,6 +93,7 @@ def _empty_labels(n: int) -> dict[str, np.ndarray]:
         "ethnicity": np.full(n, -1, np.int64),
         "identity": np.full(n, -1, np.int64),
         "teacher": np.zeros((n, TEACHER_SIZE), np.float32),
+        "reference": np.zeros((n, 0), np.float32),
     }
 
 

@@ -25,13 +25,14 @@ from ..weights import load_model, save_model
 from .augment import AugmentSettings, augment_batch
 from .embedding import fit_identity_head
 from .losses import CosFaceHead, multitask_loss
+from .reference import attach_reference
 from .runlog import append_line
 from .settings import TrainSettings
 from .stochastic_depth import set_drop_path
 
 CHECKPOINT = "checkpoint.safetensors"
 STATE = "state.json"
-LABEL_FIELDS = ("emotion", "age", "gender", "ethnicity", "identity", "teacher")
+LABEL_FIELDS = ("emotion", "age", "gender", "ethnicity", "identity", "teacher", "reference")
 
 
 class Cycler:
@@ -231,8 +232,6 @@ def train(settings: TrainSettings) -> Path:
     torch.manual_seed(settings.seed)
     teacher_files = _teacher_files(Path(settings.cache_dir)) if max(settings.loss_teacher, settings.loss_teacher_relation) > 0 else None
     with_teacher = attach_teacher(splits, Path(settings.cache_dir), settings.teacher_target) if teacher_files is not None else []
-    fer, utk, celeba = splits["ferplus_train"], splits["utk_train"], splits["celeba_train"]
-    identities = int(celeba.identity.max()) + 1
     parent = None
     if settings.init_weights:
         model, config = load_model(settings.init_weights, device="cpu")
@@ -243,6 +242,10 @@ def train(settings: TrainSettings) -> Path:
     else:
         config = ModelConfig(backbone=settings.backbone, input_size=settings.input_size)
         model = FaceMTLNet(config)
+    with_reference = (attach_reference(splits, settings.reference_weights, config, settings.cache_dir, device)
+                      if settings.loss_reference > 0 else [])
+    fer, utk, celeba = splits["ferplus_train"], splits["utk_train"], splits["celeba_train"]
+    identities = int(celeba.identity.max()) + 1
     cosface = CosFaceHead(config.embedding_size, identities)
     model.to(device).to(memory_format=torch.channels_last)
     cosface.to(device)
@@ -271,6 +274,8 @@ def train(settings: TrainSettings) -> Path:
         append_line(run_dir, f"resumed {run_dir} at epoch {state['epoch']}")
     (run_dir / "settings.json").write_text(json.dumps(settings.to_dict(), indent=2), encoding="utf-8")
     append_line(run_dir, f"identity teacher descriptors: {', '.join(with_teacher) or 'none cached'}")
+    if with_reference:
+        append_line(run_dir, f"reference targets from {settings.reference_weights}: {', '.join(with_reference)}")
 
     class_weights = emotion_class_weights(fer.emotion, settings.emotion_weight_power).to(device)
     augment = AugmentSettings(erase_p=settings.erase_p)

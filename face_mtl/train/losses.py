@@ -6,6 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# The heads a reference network teaches, in the order of their columns in the targets
+# (train/reference.py caches them in this order).
+REFERENCE_HEADS = ("age", "gender", "ethnicity")
+
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy against a target distribution (rows of ``target`` sum to 1).
@@ -64,6 +68,21 @@ def teacher_relation_loss(embeddings: torch.Tensor, descriptors: torch.Tensor) -
     return ((student @ student.T - teacher @ teacher.T)[others] ** 2).mean()
 
 
+def reference_loss(outputs: dict[str, torch.Tensor], targets: torch.Tensor, heads: tuple[str, ...]) -> torch.Tensor:
+    """Sum over ``heads`` of the mean KL divergence from a reference network's probabilities
+    (``targets``: each head's columns side by side, in ``heads`` order, as train/reference.py
+    caches them) to the student's: 0 where the student predicts what the reference did."""
+    total, start = outputs[heads[0]].float().sum() * 0.0, 0
+    for head in heads:
+        logits = outputs[head].float()
+        target = targets[:, start : start + logits.shape[1]].float()
+        start += logits.shape[1]
+        total = total + F.kl_div(F.log_softmax(logits, dim=1), target, reduction="sum") / len(logits)
+    if start != targets.shape[1]:
+        raise ValueError(f"reference targets have {targets.shape[1]} columns, the heads {', '.join(heads)} {start}")
+    return total
+
+
 def multitask_loss(outputs, batch, cosface: CosFaceHead, weights: dict[str, float], emotion_class_weights) -> dict[str, torch.Tensor]:
     """Per-task losses over the samples that carry each label, and their weighted ``total``."""
     losses: dict[str, torch.Tensor] = {}
@@ -87,5 +106,11 @@ def multitask_loss(outputs, batch, cosface: CosFaceHead, weights: dict[str, floa
         losses["teacher"] = teacher_loss(outputs["embedding"][has_teacher], batch["teacher"][has_teacher])
     if weights.get("teacher_relation", 0.0) > 0 and has_teacher is not None and has_teacher.sum() >= 2:
         losses["teacher_relation"] = teacher_relation_loss(outputs["embedding"][has_teacher], batch["teacher"][has_teacher])
+    # Reference targets (train/reference.py): every face that has them, labelled or not.
+    if weights.get("reference", 0.0) > 0 and "reference" in batch and batch["reference"].shape[1] > 0:
+        has_reference = batch["reference"].sum(dim=1) > 0
+        if has_reference.any():
+            losses["reference"] = reference_loss({h: outputs[h][has_reference] for h in REFERENCE_HEADS},
+                                                 batch["reference"][has_reference], REFERENCE_HEADS)
     losses["total"] = sum(weights[name] * value for name, value in losses.items())
     return losses

@@ -56,6 +56,11 @@ class TrainSettings:
     # Relational distillation (train/losses.py teacher_relation_loss): the squared gap between
     # the student's and the teacher's cosine similarity of every two faces of a batch. 0: off.
     loss_teacher_relation: float = 0.0
+    # Learning without forgetting (train/reference.py): the age, gender and ethnicity heads are
+    # also pulled (KL divergence, this weight) towards what the reference weights in this folder
+    # predict for every training face, so that they keep its accuracy while the backbone moves.
+    reference_weights: str | None = None
+    loss_reference: float = 0.0
     # Exported identity head: "trained" (the head as trained), "pca" (principal axes of the
     # backbone features), "lda" (Fisher's axes over the training people), or "best": whichever
     # of the three verifies the held-out CelebA people best (train/embedding.py).
@@ -83,6 +88,10 @@ class TrainSettings:
             raise ValueError(f"erase_p must be between 0 and 1, not {self.erase_p}")
         if not 0.0 <= self.drop_path < 1.0:
             raise ValueError(f"drop_path must be at least 0 and below 1, not {self.drop_path}")
+        if self.loss_reference < 0:
+            raise ValueError(f"loss_reference must be 0 (off) or more, not {self.loss_reference}")
+        if self.loss_reference > 0 and not self.reference_weights:
+            raise ValueError("loss_reference needs reference_weights: the weights folder whose predictions are the targets")
         if self.snapshot_every < 0:
             raise ValueError(f"snapshot_every must be 0 (off) or more, not {self.snapshot_every}")
         for name, allowed in CHOICES.items():
@@ -99,6 +108,7 @@ class TrainSettings:
             "identity": self.loss_identity,
             "teacher": self.loss_teacher,
             "teacher_relation": self.loss_teacher_relation,
+            "reference": self.loss_reference,
         }
 
     def to_dict(self) -> dict:
