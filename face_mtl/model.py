@@ -197,15 +197,16 @@ def predict(model: FaceMTLNet, x: torch.Tensor, flip: bool = False) -> dict[str,
     """
     n = x.shape[0]
     outputs = model(torch.cat([x, torch.flip(x, dims=[3])]) if flip else x)
-
-    def both_views(values: torch.Tensor) -> torch.Tensor:
-        return (values[:n] + values[n:]) / 2 if flip else values
-
-    probabilities = {
-        name: both_views(outputs[name].float().softmax(dim=1)) for name in ("emotion", "gender", "ethnicity")
-    }
-    age_distribution = both_views(outputs["age"].float().softmax(dim=1))
+    probabilities = softmax_of_views(outputs, ("emotion", "age", "gender", "ethnicity"), n)
     embedding = outputs["embedding"].float()
     if flip:
         embedding = F.normalize(embedding[:n] + embedding[n:], dim=1)
-    return {**probabilities, "age": expected_years(age_distribution), "embedding": embedding}
+    return {**probabilities, "age": expected_years(probabilities["age"]), "embedding": embedding}
+
+
+def softmax_of_views(outputs: dict[str, torch.Tensor], heads, n: int) -> dict[str, torch.Tensor]:
+    """Each of ``heads``' softmax as float32 for ``n`` images. Outputs of 2n rows hold the
+    images and then their mirror images (``predict``'s flip): each face's two views are averaged."""
+    flipped = outputs[heads[0]].shape[0] == 2 * n
+    probabilities = {head: outputs[head].float().softmax(dim=1) for head in heads}
+    return {head: (p[:n] + p[n:]) / 2 if flipped else p for head, p in probabilities.items()}

@@ -299,7 +299,14 @@ def test_reference_targets_are_the_flip_averaged_probabilities_cached_once_per_r
         return CropSet(crops=rng.integers(0, 256, size=(n, 40, 40, 3), dtype=np.uint8), **_empty_labels(n))
 
     splits = {"utk_train": faces(3), "celeba_train": faces(2), "utk_val": faces(2)}
-    assert reference.attach_reference(splits, random_weights, config, tmp_path) == ["utk_train", "celeba_train"]
+    torch.manual_seed(7)
+    key, attached = reference.attach_reference(splits, random_weights, config, tmp_path)
+    # Loading the reference left torch's generator where it was: a run's own draws are unchanged.
+    drawn_after = torch.rand(3)
+    torch.manual_seed(7)
+    assert torch.equal(drawn_after, torch.rand(3))
+    assert attached == ["utk_train", "celeba_train"] and key == reference.reference_key(random_weights)
+    assert (tmp_path / "reference" / key / "utk_train.npz").is_file()
     targets = splits["utk_train"].reference
     assert targets.shape == (3, config.max_age + 1 + len(config.genders) + len(config.ethnicities))
     assert splits["utk_val"].reference.shape == (2, 0)  # held-out faces get none
@@ -320,11 +327,14 @@ def test_reference_targets_are_the_flip_averaged_probabilities_cached_once_per_r
     again = {name: crop_set for name, crop_set in splits.items()}
     reference.attach_reference(again, random_weights, config, tmp_path)
     np.testing.assert_array_equal(again["utk_train"].reference, targets)
-    # ... and a crop set whose cache changed size is computed afresh.
+    # ... and a rebuilt crop cache gets targets of its own, even with as many faces.
     monkeypatch.undo()
-    grown = {"utk_train": faces(4)}
-    reference.attach_reference(grown, random_weights, config, tmp_path)
-    assert grown["utk_train"].reference.shape[0] == 4
+    rebuilt = {"utk_train": faces(3)}
+    reference.attach_reference(rebuilt, random_weights, config, tmp_path)
+    assert rebuilt["utk_train"].reference.shape == targets.shape
+    assert not np.allclose(rebuilt["utk_train"].reference, targets)
+    # The weights file itself names the cache, as a path or as the folder.
+    assert reference.reference_key(random_weights / "model.safetensors") == key
 
     # A reference that sees faces at another size or predicts other classes cannot teach.
     with pytest.raises(ValueError, match="input_size"):

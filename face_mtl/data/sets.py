@@ -52,11 +52,12 @@ class CropSet:
     ethnicity: np.ndarray  # N int64 index into ETHNICITIES, -1 = no label
     identity: np.ndarray  # N int64 class index, -1 = no label
     teacher: np.ndarray  # N x 128 float32 identity teacher's descriptor (train/teacher.py), all 0 = none
-    # N x K float32 a reference network's attribute probabilities (train/reference.py); K = 0: none
+    # N x K float32 a reference network's attribute probabilities (train/reference.py); K = 0:
+    # none. Omitted (None) when built, it becomes N x 0.
     reference: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        if self.reference is None:  # built without a reference: no targets (K = 0)
+        if self.reference is None:
             object.__setattr__(self, "reference", np.zeros((len(self.crops), 0), np.float32))
 
     def __len__(self) -> int:

@@ -242,8 +242,9 @@ def train(settings: TrainSettings) -> Path:
     else:
         config = ModelConfig(backbone=settings.backbone, input_size=settings.input_size)
         model = FaceMTLNet(config)
-    with_reference = (attach_reference(splits, settings.reference_weights, config, settings.cache_dir, device)
-                      if settings.loss_reference > 0 else [])
+    reference_key, with_reference = (
+        attach_reference(splits, settings.reference_weights, config, settings.cache_dir, device)
+        if settings.loss_reference > 0 else (None, []))
     fer, utk, celeba = splits["ferplus_train"], splits["utk_train"], splits["celeba_train"]
     identities = int(celeba.identity.max()) + 1
     cosface = CosFaceHead(config.embedding_size, identities)
@@ -275,7 +276,8 @@ def train(settings: TrainSettings) -> Path:
     (run_dir / "settings.json").write_text(json.dumps(settings.to_dict(), indent=2), encoding="utf-8")
     append_line(run_dir, f"identity teacher descriptors: {', '.join(with_teacher) or 'none cached'}")
     if with_reference:
-        append_line(run_dir, f"reference targets from {settings.reference_weights}: {', '.join(with_reference)}")
+        append_line(run_dir, f"reference targets from {settings.reference_weights} (cache {reference_key}): "
+                             f"{', '.join(with_reference)}")
 
     class_weights = emotion_class_weights(fer.emotion, settings.emotion_weight_power).to(device)
     augment = AugmentSettings(erase_p=settings.erase_p)

@@ -72,14 +72,14 @@ def reference_loss(outputs: dict[str, torch.Tensor], targets: torch.Tensor, head
     """Sum over ``heads`` of the mean KL divergence from a reference network's probabilities
     (``targets``: each head's columns side by side, in ``heads`` order, as train/reference.py
     caches them) to the student's: 0 where the student predicts what the reference did."""
+    widths = [outputs[head].shape[1] for head in heads]
+    if sum(widths) != targets.shape[1]:
+        raise ValueError(f"reference targets have {targets.shape[1]} columns, the heads {', '.join(heads)} {sum(widths)}")
     total, start = outputs[heads[0]].float().sum() * 0.0, 0
-    for head in heads:
-        logits = outputs[head].float()
-        target = targets[:, start : start + logits.shape[1]].float()
-        start += logits.shape[1]
-        total = total + F.kl_div(F.log_softmax(logits, dim=1), target, reduction="sum") / len(logits)
-    if start != targets.shape[1]:
-        raise ValueError(f"reference targets have {targets.shape[1]} columns, the heads {', '.join(heads)} {start}")
+    for head, width in zip(heads, widths):
+        target = targets[:, start : start + width].float()
+        start += width
+        total = total + F.kl_div(F.log_softmax(outputs[head].float(), dim=1), target, reduction="sum") / len(target)
     return total
 
 
@@ -106,7 +106,8 @@ def multitask_loss(outputs, batch, cosface: CosFaceHead, weights: dict[str, floa
         losses["teacher"] = teacher_loss(outputs["embedding"][has_teacher], batch["teacher"][has_teacher])
     if weights.get("teacher_relation", 0.0) > 0 and has_teacher is not None and has_teacher.sum() >= 2:
         losses["teacher_relation"] = teacher_relation_loss(outputs["embedding"][has_teacher], batch["teacher"][has_teacher])
-    # Reference targets (train/reference.py): every face that has them, labelled or not.
+    # Reference targets (train/reference.py): every face that has them, labelled or not. Rows
+    # of zeros (no targets) are skipped; training gives every training split targets.
     if weights.get("reference", 0.0) > 0 and "reference" in batch and batch["reference"].shape[1] > 0:
         has_reference = batch["reference"].sum(dim=1) > 0
         if has_reference.any():

@@ -19,74 +19,81 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ..config import ModelConfig
 from ..data.sets import CropSet
 from ..evaluate import cached_inputs
-from ..weights import WEIGHTS_FILE, load_model
+from ..model import softmax_of_views
+from ..weights import CONFIG_FILE, WEIGHTS_FILE, load_model, resolve_weights
 from .losses import REFERENCE_HEADS
 
 
-def head_widths(config: ModelConfig) -> dict[str, int]:
-    """Columns each reference head takes in a target row, by head, in REFERENCE_HEADS order."""
-    return {"age": config.max_age + 1, "gender": len(config.genders), "ethnicity": len(config.ethnicities)}
-
-
 def reference_probabilities(model, config: ModelConfig, crops: np.ndarray, device: str = "cpu",
-                            batch: int = 256) -> np.ndarray:
+                            batch: int = 256, desc: str | None = None) -> np.ndarray:
     """N x (age bins + genders + ethnicities) float32: the softmax of each REFERENCE_HEADS
     output, averaged over each face's tight view and its mirror image, side by side."""
     model.eval()
-    rows = []
+    rows = [np.zeros((0, sum(config.head_sizes[h] for h in REFERENCE_HEADS)), np.float32)]
     with torch.inference_mode():
-        for x in cached_inputs(crops, config, device, batch):
-            outputs = model(torch.cat([x, torch.flip(x, dims=[3])]))
-            n = len(x)
-            probabilities = [outputs[h].float().softmax(dim=1) for h in REFERENCE_HEADS]
-            rows.append(torch.cat([(p[:n] + p[n:]) / 2 for p in probabilities], dim=1).cpu())
-    if not rows:
-        return np.zeros((0, sum(head_widths(config).values())), np.float32)
-    return torch.cat(rows).numpy().astype(np.float32)
+        for x in tqdm(cached_inputs(crops, config, device, batch), total=-(-len(crops) // batch), desc=desc,
+                      unit="batch", disable=desc is None, mininterval=30):
+            probabilities = softmax_of_views(model(torch.cat([x, torch.flip(x, dims=[3])])), REFERENCE_HEADS, len(x))
+            rows.append(torch.cat([probabilities[h] for h in REFERENCE_HEADS], dim=1).cpu().numpy())
+    return np.concatenate(rows).astype(np.float32)
 
 
 def reference_key(weights: str | Path) -> str:
-    """Names a reference's cache: the first 16 hex digits of its weights file's SHA-256."""
+    """Names a reference's cache: 16 hex digits of the SHA-256 of its weights and config files
+    (the config holds the preprocessing the targets depend on)."""
+    folder = resolve_weights(weights)
     digest = hashlib.sha256()
-    with open(Path(weights) / WEIGHTS_FILE, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
+        with open(folder / name, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()[:16]
 
 
+def crops_fingerprint(crops: np.ndarray) -> str:
+    """A digest of the crops' bytes: cached targets belong to exactly these faces, in this order
+    (a rebuilt crop cache may hold as many faces, but others)."""
+    return hashlib.blake2b(np.ascontiguousarray(crops).data, digest_size=16).hexdigest()
+
+
 def attach_reference(splits: dict[str, CropSet], weights: str | Path, student: ModelConfig, cache_dir: str | Path,
-                     device: str = "cpu") -> list[str]:
+                     device: str = "cpu") -> tuple[str, list[str]]:
     """Put the reference network's targets into every training split (``*_train``), in place,
-    computing each split's once and caching it; returns the names of those splits.
+    computing each split's once and caching it; returns the cache's key (``reference_key``)
+    and the names of those splits.
 
     The reference must see faces as the student does (same input size) and predict the same
-    classes, or its targets would not match the student's heads: otherwise ValueError."""
-    model, config = load_model(weights, device=device)
+    classes, or its targets would not match the student's heads: otherwise ValueError. Loading
+    it draws no numbers from torch's global generator, so a run's own draws stay as they were."""
+    with torch.random.fork_rng(devices=[]):  # building the network initialises random weights
+        model, config = load_model(weights, device=device)
     mismatched = [f for f in ("input_size", "max_age", "genders", "ethnicities")
                   if getattr(config, f) != getattr(student, f)]
     if mismatched:
         raise ValueError(f"reference weights {weights} differ from the network being trained in "
                          f"{', '.join(mismatched)}: their predictions cannot be its targets")
-    folder = Path(cache_dir) / "reference" / reference_key(weights)
+    key = reference_key(weights)
+    folder = Path(cache_dir) / "reference" / key
     folder.mkdir(parents=True, exist_ok=True)
     attached = []
     for name in [n for n in splits if n.endswith("_train")]:
         path = folder / f"{name}.npz"
+        fingerprint = crops_fingerprint(splits[name].crops)
         targets = None
         if path.exists():
             with np.load(path) as data:
-                targets = data["reference"]
-            if len(targets) != len(splits[name]):  # the crop cache was rebuilt since
-                targets = None
+                if str(data["crops"]) == fingerprint:
+                    targets = data["reference"]
         if targets is None:
-            targets = reference_probabilities(model, config, splits[name].crops, device)
+            targets = reference_probabilities(model, config, splits[name].crops, device, desc=f"reference {name}")
             tmp = path.with_suffix(".tmp.npz")
-            np.savez(tmp, reference=targets)
+            np.savez(tmp, reference=targets, crops=np.array(fingerprint))
             tmp.replace(path)
         splits[name] = splits[name].with_reference(targets)
         attached.append(name)
-    return attached
+    return key, attached
