@@ -94,7 +94,6 @@ def _empty_labels(n: int) -> dict[str, np.ndarray]:
         "ethnicity": np.full(n, -1, np.int64),
         "identity": np.full(n, -1, np.int64),
         "teacher": np.zeros((n, TEACHER_SIZE), np.float32),
-        "reference": np.zeros((n, 0), np.float32),
     }
 
 

@@ -9,7 +9,8 @@ the heads keep what the reference knew while the backbone changes.
 
 The targets are the reference's flip-averaged probabilities on each face's inference view,
 computed once per reference and cached in ``CACHE/reference/KEY/SPLIT.npz`` (KEY: a hash of the
-reference's weights file) in the order of the crop cache.
+reference's weights and config files) in the order of the crop cache, with a fingerprint of the
+crops they were computed on.
 """
 
 from __future__ import annotations
