@@ -3,7 +3,9 @@
     python bench/learning_curve.py runs/r18g runs/r18h:3 runs/r18i runs/r18j --start-hours 12.0
 
 Each argument is a run folder whose ``train.log`` holds one JSON line per validated epoch
-(what ``python -m face_mtl train`` writes; every epoch with the default ``--eval-every 1``);
+(what ``python -m face_mtl train`` writes; every epoch with the default ``--eval-every 1``),
+or exported weights whose ``config.json`` carries that run's history (``training/resnet18_64``
+still holds its last run's curve on a new machine, where ``runs/`` is gone);
 ``RUN:N`` keeps its first N logged epochs (a run whose later epochs the next run did not
 continue from). A run's hours end at its last logged epoch. The runs are laid end to end on one clock of
 training hours, starting at ``--start-hours`` (the lineage's hours before the first run).
@@ -21,7 +23,7 @@ from face_mtl.train.runlog import FIGURES, flatness, lineage
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="run folders in training order (RUN:N keeps the first N logged epochs)")
+    parser.add_argument("runs", nargs="+", help="run folders or exported weights, in training order (RUN:N keeps the first N logged epochs)")
     parser.add_argument("--start-hours", type=float, default=0.0, help="training hours before the first run")
     parser.add_argument("--window-hours", type=float, default=3.0, help="the last hours to summarise")
     args = parser.parse_args()

@@ -246,6 +246,18 @@ def test_lineage_lays_runs_end_to_end_and_flatness_fits_each_figure_over_the_las
     with pytest.raises(FileNotFoundError, match="no such training log"):
         lineage([str(tmp_path / "missing")])
 
+    # Exported weights stand for their run: config.json's training.history, once the run folder is gone.
+    exported = tmp_path / "exported"
+    exported.mkdir()
+    history = epoch_records(read_records(second / "train.log"))
+    (exported / "config.json").write_text(json.dumps({"training": {"history": history + [{"epoch": 4}]}}))
+    (second / "train.log").unlink()
+    assert [(r["epoch"], r["hours"], r["ferplus_accuracy"]) for r in lineage([str(exported)], start_hours=1.0)] == [
+        (1, 2.0, 0.74), (2, 3.0, 0.76), (3, 4.0, 0.78)]
+    (exported / "config.json").write_text(json.dumps({"training": {}}))  # weights trained elsewhere
+    with pytest.raises(FileNotFoundError, match="nor a config.json with a training history"):
+        lineage([str(exported)])
+
 
 def test_stochastic_depth_fills_timms_slots_like_drop_path_rate_and_leaves_the_weights_alone():
     import timm

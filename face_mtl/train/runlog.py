@@ -40,18 +40,29 @@ def epoch_records(records: list[dict]) -> list[dict]:
     return [r for r in records if "epoch" in r and "val" in r]
 
 
+def run_epochs(folder: Path) -> list[dict]:
+    """The validated epochs of a run folder's ``train.log`` or, where there is none, of the
+    history that an exported weights folder's ``config.json`` carries (``training.history``):
+    the run folder dies with its machine, the weights travel with the repository."""
+    log, config = folder / LOG_NAME, folder / "config.json"
+    if log.is_file():
+        return epoch_records(read_records(log))
+    if config.is_file():
+        history = json.loads(config.read_text(encoding="utf-8")).get("training", {}).get("history")
+        if history:
+            return epoch_records(history)
+    raise FileNotFoundError(f"{log}: no such training log (nor a config.json with a training history)")
+
+
 def lineage(runs: list[str], start_hours: float = 0.0) -> list[dict]:
     """One row per validated epoch of runs that continued each other, laid end to end on one
     clock of training hours from ``start_hours``: run, epoch, hours, lr and FIGURES (None
-    where a run did not log one). ``RUN:N`` keeps a run's first N epochs (one whose later
+    where a run did not log one). A run is a run folder or exported weights (``run_epochs``). ``RUN:N`` keeps a run's first N epochs (one whose later
     epochs the next run did not continue from); a run's hours end at its last kept epoch."""
     rows, offset = [], start_hours
     for run in runs:
         folder, _, keep = run.partition(":")
-        log = Path(folder) / LOG_NAME
-        if not log.is_file():
-            raise FileNotFoundError(f"{log}: no such training log")
-        records = epoch_records(read_records(log))
+        records = run_epochs(Path(folder))
         records = records[: int(keep)] if keep else records
         for record in records:
             rows.append({"run": folder, "epoch": record["epoch"], "hours": offset + record["elapsed_min"] / 60,
