@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..weights import CONFIG_FILE
+
 LOG_NAME = "train.log"
 
 FIGURES = {  # validation figures the loop logs -> column titles
@@ -44,7 +46,7 @@ def run_epochs(folder: Path) -> list[dict]:
     """The validated epochs of a run folder's ``train.log`` or, where there is none, of the
     history that an exported weights folder's ``config.json`` carries (``training.history``):
     the run folder dies with its machine, the weights travel with the repository."""
-    log, config = folder / LOG_NAME, folder / "config.json"
+    log, config = folder / LOG_NAME, folder / CONFIG_FILE
     if log.is_file():
         return epoch_records(read_records(log))
     if config.is_file():
@@ -57,8 +59,9 @@ def run_epochs(folder: Path) -> list[dict]:
 def lineage(runs: list[str], start_hours: float = 0.0) -> list[dict]:
     """One row per validated epoch of runs that continued each other, laid end to end on one
     clock of training hours from ``start_hours``: run, epoch, hours, lr and FIGURES (None
-    where a run did not log one). A run is a run folder or exported weights (``run_epochs``). ``RUN:N`` keeps a run's first N epochs (one whose later
-    epochs the next run did not continue from); a run's hours end at its last kept epoch."""
+    where a run did not log one). A run is a run folder or exported weights (``run_epochs``).
+    ``RUN:N`` keeps a run's first N epochs (one whose later epochs the next run did not
+    continue from); a run's hours end at its last kept epoch."""
     rows, offset = [], start_hours
     for run in runs:
         folder, _, keep = run.partition(":")
