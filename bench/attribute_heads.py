@@ -9,8 +9,9 @@ lives. The age, gender and ethnicity heads (linear layers over the pooled backbo
 are refitted from their trained values by Adam on the frozen features of every training face
 (UTKFace, CelebA and FER+ training splits, each face and its mirror image) towards the
 reference weights' flip-averaged probabilities (the targets of ``--loss-reference``, cached by
-``face_mtl.train.reference``), plus, for each ``--hard`` weight above 0, the UTKFace labels with
-training's losses. After every epoch it prints the held-out UTKFace figures (utk_val, both
+``face_mtl.train.reference``, with training's ``reference_loss``), plus, for each ``--hard``
+weight above 0, the UTKFace labels (training's ``age_loss``; plain cross-entropy for gender and
+ethnicity, where training smooths the labels by 0.05). After every epoch it prints the held-out UTKFace figures (utk_val, both
 mirror views averaged, as ``face-mtl eval`` reads them; the features are bf16 where the CPU
 has native bf16, so figures may differ from ``face-mtl eval``'s in the last digit).
 
@@ -29,9 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from face_mtl.data.sets import build_splits
-from face_mtl.evaluate import cached_inputs
+from face_mtl.evaluate import accuracy, age_mae, cached_inputs
 from face_mtl.model import cpu_has_native_bf16, expected_years
-from face_mtl.train.losses import REFERENCE_HEADS, age_loss
+from face_mtl.train.losses import REFERENCE_HEADS, age_loss, reference_loss
 from face_mtl.train.reference import attach_reference
 from face_mtl.weights import load_model
 
@@ -55,11 +56,10 @@ def held_out_figures(heads: dict, features: torch.Tensor, split) -> dict[str, fl
     N x 2 x F features, each head's softmax averaged over the two views."""
     with torch.no_grad():
         p = {h: (features @ w.T + b).softmax(dim=-1).mean(dim=1) for h, (w, b) in heads.items()}
-    aged, gendered, ethnic = ~np.isnan(split.age), split.gender >= 0, split.ethnicity >= 0
-    return {
-        "age_mae": float(np.abs(expected_years(p["age"]).numpy()[aged] - split.age[aged]).mean()),
-        "gender": float((p["gender"].argmax(1).numpy()[gendered] == split.gender[gendered]).mean()),
-        "ethnicity": float((p["ethnicity"].argmax(1).numpy()[ethnic] == split.ethnicity[ethnic]).mean()),
+    return {  # as face-mtl eval scores utk_val (evaluate_splits)
+        "age_mae": age_mae(expected_years(p["age"]).numpy(), split.age),
+        "gender": accuracy(p["gender"].numpy(), split.gender),
+        "ethnicity": accuracy(p["ethnicity"].numpy(), split.ethnicity),
     }
 
 
@@ -69,18 +69,16 @@ def refit_heads(start: dict, features: torch.Tensor, reference: torch.Tensor, la
     ``report(epoch, heads)`` after every epoch and returns the last heads."""
     params = {h: [w.clone().requires_grad_(), b.clone().requires_grad_()] for h, (w, b) in start.items()}
     optimiser = torch.optim.Adam([p for pair in params.values() for p in pair], lr=lr)
-    widths = [start[h][0].shape[0] for h in REFERENCE_HEADS]
     for epoch in range(1, epochs + 1):
         for index in torch.randperm(len(features)).split(512):
-            x, target, loss, column = features[index], reference[index], 0.0, 0
+            x = features[index]
             logits = {h: x @ params[h][0].T + params[h][1] for h in REFERENCE_HEADS}
-            for head, width in zip(REFERENCE_HEADS, widths):
-                loss = loss + F.kl_div(F.log_softmax(logits[head], 1), target[:, column : column + width], reduction="batchmean")
-                column += width
+            loss = reference_loss(logits, reference[index], REFERENCE_HEADS)
             if hard:
                 age = labels["age"][index]
-                if (~torch.isnan(age)).any():
-                    loss = loss + hard * age_loss(logits["age"][~torch.isnan(age)], age[~torch.isnan(age)])
+                aged = ~torch.isnan(age)
+                if aged.any():
+                    loss = loss + hard * age_loss(logits["age"][aged], age[aged])
                 for head in ("gender", "ethnicity"):
                     known = labels[head][index] >= 0
                     if known.any():
