@@ -1,4 +1,5 @@
-"""The ``face-mtl`` command line: analyze, video, compare, people, train, eval, calibrate, identity-head."""
+"""The ``face-mtl`` command line: analyze, video, compare, people, train, eval, calibrate, identity-head,
+attribute-heads."""
 
 from __future__ import annotations
 
@@ -25,6 +26,32 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type for rates: a finite number above 0."""
+    value = _finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type for loss weights: a finite number of 0 or more."""
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
 
 
@@ -291,6 +318,25 @@ def _train_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _attribute_heads_command(args: argparse.Namespace) -> int:
+    from .train.attribute_heads import refit_attribute_heads
+    from .weights import WeightsMismatchError, WeightsNotFoundError
+
+    _check_data_dir(args.data)
+    _check_device(args.device)
+    for folder in (args.weights, args.reference):
+        if not Path(folder).is_dir():
+            raise CliError(f"{folder}: no such weights folder")
+    try:
+        summary = refit_attribute_heads(args.weights, args.out or args.weights, args.reference, data_dir=Path(args.data),
+                                        cache_dir=Path(args.cache), epochs=args.epochs, lr=args.lr,
+                                        label_weight=args.label_weight, seed=args.seed, device=args.device or "cpu")
+    except (WeightsNotFoundError, WeightsMismatchError, ValueError) as error:
+        raise CliError(str(error)) from None
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def _identity_head_command(args: argparse.Namespace) -> int:
     from .train.refit import refit_identity_head
     from .weights import WeightsMismatchError, WeightsNotFoundError
@@ -478,6 +524,24 @@ def build_parser() -> argparse.ArgumentParser:
     refit.add_argument("--cache", default=".cache", help="crop cache folder (default .cache)")
     refit.add_argument("--device", help="cpu or cuda (default cpu)")
     refit.set_defaults(handler=_identity_head_command)
+
+    attributes = commands.add_parser(
+        "attribute-heads",
+        help="refit a weights folder's age, gender and ethnicity heads on its frozen backbone "
+             "towards a reference's predictions")
+    attributes.add_argument("--weights", required=True, help="local weights folder")
+    attributes.add_argument("--reference", required=True,
+                            help="weights folder whose predictions on the training faces are the targets")
+    attributes.add_argument("--out", help="write the refitted weights here (default: rewrite --weights)")
+    attributes.add_argument("--epochs", type=positive_int, default=4, help="passes over the training faces (default 4)")
+    attributes.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    attributes.add_argument("--label-weight", type=non_negative_float, default=0.0,
+                            help="weight of the UTKFace label losses beside the reference's (default 0)")
+    attributes.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")
+    attributes.add_argument("--data", default="../shared/data", help="data folder (default ../shared/data)")
+    attributes.add_argument("--cache", default=".cache", help="crop cache folder (default .cache)")
+    attributes.add_argument("--device", help="cpu or cuda (default cpu)")
+    attributes.set_defaults(handler=_attribute_heads_command)
     return parser
 
 

@@ -310,6 +310,58 @@ def test_identity_head_command_refits_exported_weights(tiny_data, tmp_path, caps
     assert "no such weights folder" in capsys.readouterr().err
 
 
+def test_attribute_heads_command_refits_only_those_heads_towards_the_reference(tiny_data, tmp_path, capsys):
+    from face_mtl.cli import main
+    from face_mtl.config import ModelConfig
+    from face_mtl.model import FaceMTLNet
+    from face_mtl.train.reference import attach_reference, reference_probabilities
+    from face_mtl.weights import load_model, save_model
+
+    config = ModelConfig(backbone="mobilenetv4_conv_small", input_size=64)
+    torch.manual_seed(0)
+    source = save_model(FaceMTLNet(config), config, tmp_path / "source")
+    torch.manual_seed(1)
+    reference = save_model(FaceMTLNet(config), config, tmp_path / "reference")
+    before = load_file(str(source / "model.safetensors"))
+    common = ["--data", str(tiny_data), "--cache", str(tmp_path / "cache")]
+
+    assert main(["attribute-heads", "--weights", str(source), "--reference", str(reference), "--out",
+                 str(tmp_path / "refitted"), "--epochs", "25", *common]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["epochs"] == 25 and summary["label_weight"] == 0.0
+    assert summary["sets"] == ["utk_train", "celeba_train", "ferplus_train"] and summary["samples"] > 0
+    assert set(summary["utk_val_after"]) == {"age_mae", "gender_accuracy", "ethnicity_accuracy"}
+    assert set(summary["validation"]) >= {"ferplus_accuracy", "age_mae", "verification_accuracy"}
+    after = load_file(str(tmp_path / "refitted" / "model.safetensors"))
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    heads = {f"heads.{h}.{p}" for h in ("age", "gender", "ethnicity") for p in ("weight", "bias")}
+    assert changed == heads  # backbone, expression and identity untouched
+    assert all(torch.equal(t, load_file(str(source / "model.safetensors"))[n]) for n, t in before.items())
+    model, refitted = load_model(tmp_path / "refitted")
+    assert refitted.training["attribute_heads"]["reference"] == str(reference)
+    assert refitted.metrics["summary"] == summary["validation"]
+
+    # On the training faces, the refitted heads now predict much what the reference did.
+    faces = build_splits(tiny_data, tmp_path / "cache", 64)
+    attach_reference(faces, reference, config, tmp_path / "cache")
+    targets = torch.from_numpy(faces["utk_train"].reference)
+
+    def divergence(weights) -> float:
+        student, _ = load_model(weights)
+        p = torch.from_numpy(reference_probabilities(student, config, faces["utk_train"].crops)).clamp_min(1e-12)
+        return float((targets * (targets.clamp_min(1e-12).log() - p.log())).sum(dim=1).mean())
+
+    assert divergence(tmp_path / "refitted") < 0.5 * divergence(source)
+
+    assert main(["attribute-heads", "--weights", str(source), "--reference", str(tmp_path / "missing"), *common]) != 0
+    assert "no such weights folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["attribute-heads", "--weights", str(source), "--reference", str(reference), "--lr", "0", *common])
+    with pytest.raises(SystemExit):
+        main(["attribute-heads", "--weights", str(source), "--reference", str(reference), "--label-weight", "-1",
+              *common])
+
+
 def test_packed_caches_train_on_a_machine_without_the_photos(tiny_data, tmp_path):
     """``python -m face_mtl.train.portable pack`` shrinks the crop caches (JPEG mosaics, int8
     teacher directions) for another machine; ``unpack`` there rebuilds caches that training

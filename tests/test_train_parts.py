@@ -360,3 +360,44 @@ def test_reference_targets_are_the_flip_averaged_probabilities_cached_once_per_r
     # Crop sets built without targets carry none, and subsets keep the columns.
     assert _crop_set(3).reference.shape == (3, 0)
     assert splits["utk_train"].subset(np.array([2, 0])).reference.shape == (2, targets.shape[1])
+
+
+def test_refitted_linear_heads_predict_what_the_reference_did_and_leave_the_start_alone():
+    from face_mtl.train.attribute_heads import refit_heads
+    from face_mtl.train.losses import REFERENCE_HEADS, reference_loss
+
+    generator = torch.Generator().manual_seed(3)
+    widths = {"age": 12, "gender": 2, "ethnicity": 5}
+    features = torch.randn(600, 16, generator=generator)
+
+    def random_heads(scale: float) -> dict:
+        return {h: (torch.randn(c, 16, generator=generator) * scale, torch.randn(c, generator=generator))
+                for h, c in widths.items()}
+
+    def loss_of(heads: dict) -> float:
+        logits = {h: features @ w.T + b for h, (w, b) in heads.items()}
+        return float(reference_loss(logits, targets, REFERENCE_HEADS))
+
+    teacher = random_heads(0.5)
+    targets = torch.cat([(features @ w.T + b).softmax(dim=1) for w, b in teacher.values()], dim=1)
+    start = random_heads(0.5)
+    kept = {h: (w.clone(), b.clone()) for h, (w, b) in start.items()}
+    seen = []
+    refitted = refit_heads(start, features, targets, epochs=30, lr=0.05, batch=100, generator=generator,
+                           report=lambda epoch, heads: seen.append((epoch, loss_of(heads))))
+    assert [epoch for epoch, _ in seen] == list(range(1, 31))
+    assert loss_of(refitted) < 0.1 * loss_of(start) and loss_of(refitted) == pytest.approx(seen[-1][1])
+    assert all(torch.equal(start[h][0], kept[h][0]) and torch.equal(start[h][1], kept[h][1]) for h in widths)
+    # Labels pull the age head towards them: with a large label weight the predicted years move to the labels.
+    years = torch.full((600,), 2.0)
+    labels = {"age": years, "gender": torch.full((600,), -1), "ethnicity": torch.full((600,), -1)}
+    labelled = refit_heads(start, features, targets, labels, label_weight=20.0, epochs=30, lr=0.05, batch=100,
+                           generator=generator)
+    bins = torch.arange(widths["age"], dtype=torch.float32)
+
+    def mean_years(heads: dict) -> float:
+        return float(((features @ heads["age"][0].T + heads["age"][1]).softmax(dim=1) * bins).sum(dim=1).mean())
+
+    assert abs(mean_years(labelled) - 2.0) < abs(mean_years(refitted) - 2.0) - 1.0
+    with pytest.raises(ValueError, match="labels"):
+        refit_heads(start, features, targets, label_weight=1.0)
