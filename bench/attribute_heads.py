@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from face_mtl.data.sets import build_splits
+from face_mtl.model import cpu_has_native_bf16
 from face_mtl.train.attribute_heads import (
     TRAINING_SETS,
     held_out_figures,
@@ -56,8 +57,10 @@ def main() -> None:
     splits = build_splits(Path(args.data), Path(args.cache), config.input_size)
     attach_reference(splits, args.reference, config, args.cache)
     held_out = splits["utk_val"]
-    held_out_features = mirrored_features(model, held_out.crops, config)
-    features, reference, labels = training_samples(model, config, [splits[name] for name in TRAINING_SETS])
+    precision = "bf16" if cpu_has_native_bf16() else "fp32"  # faster; face-mtl attribute-heads uses the config's
+    held_out_features = mirrored_features(model, held_out.crops, config, precision=precision)
+    features, reference, labels = training_samples(model, config, [splits[name] for name in TRAINING_SETS],
+                                                   precision=precision)
     start = linear_heads(model)
 
     def show(name: str, epoch: int | str, heads: dict) -> None:

@@ -531,12 +531,13 @@ def build_parser() -> argparse.ArgumentParser:
              "towards a reference's predictions")
     attributes.add_argument("--weights", required=True, help="local weights folder")
     attributes.add_argument("--reference", required=True,
-                            help="weights folder whose predictions on the training faces are the targets")
+                            help="local weights folder whose predictions on the training faces are the targets")
     attributes.add_argument("--out", help="write the refitted weights here (default: rewrite --weights)")
     attributes.add_argument("--epochs", type=positive_int, default=4, help="passes over the training faces (default 4)")
     attributes.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
     attributes.add_argument("--label-weight", type=non_negative_float, default=0.0,
-                            help="weight of the UTKFace label losses beside the reference's (default 0)")
+                            help="weight of the UTKFace label losses beside the reference's (default 0; "
+                                 "cross-entropy without training's label smoothing)")
     attributes.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")
     attributes.add_argument("--data", default="../shared/data", help="data folder (default ../shared/data)")
     attributes.add_argument("--cache", default=".cache", help="crop cache folder (default .cache)")

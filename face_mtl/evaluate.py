@@ -115,6 +115,16 @@ def predict_cached(model, crops: np.ndarray, config, device: str = "cpu", batch:
     return {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]}
 
 
+def attribute_figures(outputs: dict[str, np.ndarray], faces) -> dict[str, float]:
+    """Age MAE (years) and gender and ethnicity accuracy of ``predict_cached`` outputs for a
+    labelled CropSet (the UTKFace validation figures)."""
+    return {
+        "age_mae": age_mae(outputs["age"], faces.age),
+        "gender_accuracy": accuracy(outputs["gender"], faces.gender),
+        "ethnicity_accuracy": accuracy(outputs["ethnicity"], faces.ethnicity),
+    }
+
+
 def ferplus_val_labels(data_dir: Path) -> np.ndarray:
     """Majority-protocol labels (-1 = excluded) of the cached FER+ validation images, in
     cache order, from the raw votes (unknown and not-face votes included)."""
@@ -172,12 +182,7 @@ def evaluate_splits(model, config, splits: dict, device: str = "cpu", fer_labels
     return {
         "ferplus": emotion_metrics(fer_out["emotion"], fer_labels),
         **framings,
-        "utkface": {
-            "age_mae": age_mae(utk_out["age"], utk.age),
-            "gender_accuracy": accuracy(utk_out["gender"], utk.gender),
-            "ethnicity_accuracy": accuracy(utk_out["ethnicity"], utk.ethnicity),
-            "count": int(len(utk)),
-        },
+        "utkface": {**attribute_figures(utk_out, utk), "count": int(len(utk))},
         "identity": verification_report(identity or pair_scores(model, config, splits["celeba_val"], device)),
     }
 

@@ -336,10 +336,12 @@ def test_attribute_heads_command_refits_only_those_heads_towards_the_reference(t
     changed = {name for name in before if not torch.equal(before[name], after[name])}
     heads = {f"heads.{h}.{p}" for h in ("age", "gender", "ethnicity") for p in ("weight", "bias")}
     assert changed == heads  # backbone, expression and identity untouched
-    assert all(torch.equal(t, load_file(str(source / "model.safetensors"))[n]) for n, t in before.items())
+    source_now = load_file(str(source / "model.safetensors"))
+    assert all(torch.equal(t, source_now[n]) for n, t in before.items())
     model, refitted = load_model(tmp_path / "refitted")
     assert refitted.training["attribute_heads"]["reference"] == str(reference)
     assert refitted.metrics["summary"] == summary["validation"]
+    assert summary["utk_val_after"]["age_mae"] == summary["validation"]["age_mae"]
 
     # On the training faces, the refitted heads now predict much what the reference did.
     faces = build_splits(tiny_data, tmp_path / "cache", 64)
@@ -355,6 +357,16 @@ def test_attribute_heads_command_refits_only_those_heads_towards_the_reference(t
 
     assert main(["attribute-heads", "--weights", str(source), "--reference", str(tmp_path / "missing"), *common]) != 0
     assert "no such weights folder" in capsys.readouterr().err
+    # A reference that sees faces at another size cannot teach: a clear error, nothing written.
+    other = save_model(FaceMTLNet(config.with_updates(input_size=96)), config.with_updates(input_size=96),
+                       tmp_path / "other_size")
+    assert main(["attribute-heads", "--weights", str(source), "--reference", str(other), "--out",
+                 str(tmp_path / "not_written"), *common]) != 0
+    assert "input_size" in capsys.readouterr().err and not (tmp_path / "not_written").exists()
+    # Without --out the weights folder itself is rewritten.
+    assert main(["attribute-heads", "--weights", str(tmp_path / "refitted"), "--reference", str(reference),
+                 "--epochs", "1", *common]) == 0
+    assert load_model(tmp_path / "refitted")[1].training["attribute_heads"]["epochs"] == 1
     with pytest.raises(SystemExit):
         main(["attribute-heads", "--weights", str(source), "--reference", str(reference), "--lr", "0", *common])
     with pytest.raises(SystemExit):

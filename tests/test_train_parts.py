@@ -388,9 +388,11 @@ def test_refitted_linear_heads_predict_what_the_reference_did_and_leave_the_star
     assert [epoch for epoch, _ in seen] == list(range(1, 31))
     assert loss_of(refitted) < 0.1 * loss_of(start) and loss_of(refitted) == pytest.approx(seen[-1][1])
     assert all(torch.equal(start[h][0], kept[h][0]) and torch.equal(start[h][1], kept[h][1]) for h in widths)
-    # Labels pull the age head towards them: with a large label weight the predicted years move to the labels.
+    # Labels pull the heads towards them where known: every face is 2 years old, the first half
+    # labelled gender 1 (the rest unknown), ethnicity unknown throughout.
     years = torch.full((600,), 2.0)
-    labels = {"age": years, "gender": torch.full((600,), -1), "ethnicity": torch.full((600,), -1)}
+    gender = torch.cat([torch.ones(300, dtype=torch.long), torch.full((300,), -1)])
+    labels = {"age": years, "gender": gender, "ethnicity": torch.full((600,), -1)}
     labelled = refit_heads(start, features, targets, labels, label_weight=20.0, epochs=30, lr=0.05, batch=100,
                            generator=generator)
     bins = torch.arange(widths["age"], dtype=torch.float32)
@@ -398,6 +400,12 @@ def test_refitted_linear_heads_predict_what_the_reference_did_and_leave_the_star
     def mean_years(heads: dict) -> float:
         return float(((features @ heads["age"][0].T + heads["age"][1]).softmax(dim=1) * bins).sum(dim=1).mean())
 
+    def share_of_gender_1(heads: dict, rows: slice) -> float:
+        return float((features[rows] @ heads["gender"][0].T + heads["gender"][1]).argmax(dim=1).float().mean())
+
     assert abs(mean_years(labelled) - 2.0) < abs(mean_years(refitted) - 2.0) - 1.0
+    assert share_of_gender_1(labelled, slice(0, 300)) > 0.95 > share_of_gender_1(refitted, slice(0, 300))
+    # The ethnicity head saw no labels: it still follows the reference alone.
+    torch.testing.assert_close(labelled["ethnicity"][0], refitted["ethnicity"][0], atol=0.5, rtol=0)
     with pytest.raises(ValueError, match="labels"):
         refit_heads(start, features, targets, label_weight=1.0)

@@ -8,8 +8,9 @@ the backbone, the expression head and the identity head are left as they are, so
 verification figures do not move. The targets are the reference weights' flip-averaged
 probabilities on every training face (UTKFace, CelebA and FER+ training splits; the targets of
 ``--loss-reference``, cached by ``train/reference.py``); each face and its mirror image are two
-samples. Optionally the UTKFace labels join in (``label_weight``), which on run 23's weights made
-held-out age worse (bench/attribute_heads.py), so the default leaves them out.
+samples. Optionally the UTKFace labels join in (``label_weight``: training's ``age_loss``, and
+cross-entropy without training's 0.05 label smoothing for gender and ethnicity), which on run
+23's weights made held-out age worse (bench/attribute_heads.py), so the default leaves them out.
 """
 
 from __future__ import annotations
@@ -25,8 +26,14 @@ import torch.nn.functional as F
 
 from ..config import ModelConfig
 from ..data.sets import CropSet, build_splits
-from ..evaluate import accuracy, age_mae, cached_inputs, evaluate_splits, headline
-from ..model import FaceMTLNet, cpu_has_native_bf16, expected_years
+from ..evaluate import (
+    attribute_figures,
+    cached_inputs,
+    evaluate_splits,
+    headline,
+    predict_cached,
+)
+from ..model import FaceMTLNet, effective_precision, expected_years
 from ..weights import load_model, resolve_weights, save_model
 from .losses import REFERENCE_HEADS, age_loss, reference_loss
 from .reference import attach_reference
@@ -35,12 +42,15 @@ TRAINING_SETS = ("utk_train", "celeba_train", "ferplus_train")
 LinearHeads = dict[str, tuple[torch.Tensor, torch.Tensor]]  # head name -> (weight C x F, bias C)
 
 
-def mirrored_features(model: FaceMTLNet, crops: np.ndarray, config: ModelConfig, device: str = "cpu") -> torch.Tensor:
+def mirrored_features(model: FaceMTLNet, crops: np.ndarray, config: ModelConfig, device: str = "cpu",
+                      precision: str = "fp32") -> torch.Tensor:
     """N x 2 x F float32 pooled backbone features of each cached crop's inference view and its
-    mirror image (bf16 autocast where the CPU has native bf16, as inference runs there)."""
+    mirror image (``embedding.backbone_features`` gives the first view alone). ``precision``
+    "bf16": computed under bf16 autocast on a CPU (faster with native bf16; features differ in
+    the third digit)."""
     model.eval()
-    native_bf16 = device == "cpu" and cpu_has_native_bf16()
-    precision = torch.autocast("cpu", dtype=torch.bfloat16) if native_bf16 else contextlib.nullcontext()
+    bf16 = precision == "bf16" and device == "cpu"
+    precision = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     parts = [torch.zeros((0, 2, model.heads["age"].in_features))]  # the heads' input width
     with torch.inference_mode(), precision:
         for x in cached_inputs(crops, config, device):
@@ -67,11 +77,8 @@ def held_out_figures(heads: LinearHeads, features: torch.Tensor, split: CropSet)
     of ``split``'s faces, each head's softmax averaged over the two views (as ``face-mtl eval``)."""
     with torch.no_grad():
         p = {h: (features @ w.T + b).softmax(dim=-1).mean(dim=1) for h, (w, b) in heads.items()}
-    return {
-        "age_mae": age_mae(expected_years(p["age"]).numpy(), split.age),
-        "gender_accuracy": accuracy(p["gender"].numpy(), split.gender),
-        "ethnicity_accuracy": accuracy(p["ethnicity"].numpy(), split.ethnicity),
-    }
+    return attribute_figures({"age": expected_years(p["age"]).numpy(), "gender": p["gender"].numpy(),
+                              "ethnicity": p["ethnicity"].numpy()}, split)
 
 
 def refit_heads(start: LinearHeads, features: torch.Tensor, targets: torch.Tensor, labels: dict[str, torch.Tensor] | None = None,
@@ -119,10 +126,11 @@ def _label_loss(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]
     return total
 
 
-def training_samples(model: FaceMTLNet, config: ModelConfig, sets: list[CropSet], device: str = "cpu"):
+def training_samples(model: FaceMTLNet, config: ModelConfig, sets: list[CropSet], device: str = "cpu",
+                     precision: str = "fp32"):
     """(features, targets, labels) of every face of ``sets`` (with reference targets attached)
     and of its mirror image, as two samples with the face's flip-averaged targets."""
-    features = torch.cat([mirrored_features(model, s.crops, config, device).flatten(0, 1) for s in sets])
+    features = torch.cat([mirrored_features(model, s.crops, config, device, precision).flatten(0, 1) for s in sets])
 
     def twice(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.repeat(array, 2, axis=0))
@@ -137,9 +145,11 @@ def refit_attribute_heads(weights: str | Path, out: str | Path, reference: str |
                           device: str = "cpu") -> dict[str, Any]:
     """Refit the age, gender and ethnicity heads of ``weights`` towards ``reference``'s
     predictions on the training faces, and write the weights with them to ``out`` (may be
-    ``weights`` itself); the config's validation figures are recomputed. Returns a summary:
-    the settings, the held-out UTKFace figures before and after (utk_val) and the new
-    validation headline."""
+    ``weights`` itself); the config's validation figures are recomputed, and the settings are
+    recorded under ``training.attribute_heads`` (replacing an earlier refit's record, whose
+    heads these replace). Features are computed in the precision the weights' config runs in
+    (``effective_precision``). Returns a summary: the settings, the held-out UTKFace figures
+    before and after (utk_val) and the new validation headline."""
     model, config = load_model(weights, device=device)
     splits = build_splits(Path(data_dir), Path(cache_dir), config.input_size)
     attach_reference(splits, reference, config, cache_dir)
@@ -147,10 +157,14 @@ def refit_attribute_heads(weights: str | Path, out: str | Path, reference: str |
     sets = [splits[name] for name in TRAINING_SETS if name not in missing]
     if not sets:
         raise ValueError(f"{data_dir}: no training faces to refit the attribute heads on")
-    features, targets, labels = training_samples(model, config, sets, device)
     held_out = splits["utk_val"]
-    held_out_features = mirrored_features(model, held_out.crops, config, device)
+    if not len(held_out):
+        raise ValueError(f"{data_dir}: no held-out UTKFace faces (utk_val) to measure the attribute heads on")
+    # The features of the precision the weights run in, as the figures below are measured.
+    precision = effective_precision(config, device)
+    features, targets, labels = training_samples(model, config, sets, device, precision)
     start = linear_heads(model)
+    before = attribute_figures(predict_cached(model, held_out.crops, config, device), held_out)
     generator = torch.Generator().manual_seed(seed)
     refitted = refit_heads(start, features, targets, labels, label_weight, epochs, lr, generator=generator)
     set_linear_heads(model, refitted)
@@ -159,10 +173,10 @@ def refit_attribute_heads(weights: str | Path, out: str | Path, reference: str |
     report = evaluate_splits(model, config, held_out_splits, device)
     summary = {
         "reference": str(resolve_weights(reference)),
-        "epochs": epochs, "lr": lr, "label_weight": label_weight, "seed": seed,
+        "epochs": epochs, "lr": lr, "label_weight": label_weight, "seed": seed, "precision": precision,
         "samples": int(len(features)), "sets": [name for name in TRAINING_SETS if name not in missing],
-        "utk_val_before": held_out_figures(start, held_out_features, held_out),
-        "utk_val_after": held_out_figures(refitted, held_out_features, held_out),
+        "utk_val_before": before,
+        "utk_val_after": {k: report["utkface"][k] for k in before},
     }
     training = {**config.training, "attribute_heads": summary}
     metrics = {"validation": report, "summary": headline(report)}
