@@ -153,8 +153,8 @@ def refit_attribute_heads(weights: str | Path, out: str | Path, reference: str |
     model, config = load_model(weights, device=device)
     splits = build_splits(Path(data_dir), Path(cache_dir), config.input_size)
     attach_reference(splits, reference, config, cache_dir)
-    missing = [name for name in TRAINING_SETS if name not in splits or not len(splits[name])]
-    sets = [splits[name] for name in TRAINING_SETS if name not in missing]
+    names = [name for name in TRAINING_SETS if name in splits and len(splits[name])]
+    sets = [splits[name] for name in names]
     if not sets:
         raise ValueError(f"{data_dir}: no training faces to refit the attribute heads on")
     held_out = splits["utk_val"]
@@ -174,7 +174,7 @@ def refit_attribute_heads(weights: str | Path, out: str | Path, reference: str |
     summary = {
         "reference": str(resolve_weights(reference)),
         "epochs": epochs, "lr": lr, "label_weight": label_weight, "seed": seed, "precision": precision,
-        "samples": int(len(features)), "sets": [name for name in TRAINING_SETS if name not in missing],
+        "samples": int(len(features)), "sets": names,
         "utk_val_before": before,
         "utk_val_after": {k: report["utkface"][k] for k in before},
     }
