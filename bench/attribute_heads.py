@@ -28,15 +28,15 @@ from pathlib import Path
 import torch
 
 from face_mtl.data.sets import build_splits
+from face_mtl.evaluate import cached_features
 from face_mtl.model import cpu_has_native_bf16
 from face_mtl.train.attribute_heads import (
     TRAINING_SETS,
     held_out_figures,
-    linear_heads,
-    mirrored_features,
     refit_heads,
     training_samples,
 )
+from face_mtl.train.losses import REFERENCE_HEADS
 from face_mtl.train.reference import attach_reference
 from face_mtl.weights import load_model
 
@@ -58,10 +58,10 @@ def main() -> None:
     attach_reference(splits, args.reference, config, args.cache)
     held_out = splits["utk_val"]
     precision = "bf16" if cpu_has_native_bf16() else "fp32"  # faster; face-mtl attribute-heads uses the config's
-    held_out_features = mirrored_features(model, held_out.crops, config, precision=precision)
+    held_out_features = cached_features(model, held_out.crops, config, precision=precision, mirror=True)
     features, reference, labels = training_samples(model, config, [splits[name] for name in TRAINING_SETS],
                                                    precision=precision)
-    start = linear_heads(model)
+    start = {name: model.head_parameters(name) for name in REFERENCE_HEADS}
 
     def show(name: str, epoch: int | str, heads: dict) -> None:
         figures = held_out_figures(heads, held_out_features, held_out)

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from face_mtl.data.sets import SPLITS, attach_teacher, build_splits
-from face_mtl.evaluate import pair_scores, verification_report
-from face_mtl.train.embedding import IdentityHead, backbone_features, identity_heads, set_identity_head
+from face_mtl.evaluate import cached_features, pair_scores, verification_report
+from face_mtl.train.embedding import IdentityHead, identity_heads, set_identity_head
 from face_mtl.weights import load_model
 
 # Ridge strengths, as multiples of the mean feature variance added to every direction.
@@ -43,7 +43,7 @@ def teacher_regressions(model, config, splits, sets: list[str], size: int) -> li
     for name in sets:
         described = np.flatnonzero(np.abs(splits[name].teacher).sum(axis=1) > 0)
         if len(described):
-            features.append(backbone_features(model, splits[name].crops[described], config, "cpu").double())
+            features.append(cached_features(model, splits[name].crops[described], config)[:, 0].double())
             targets.append(torch.from_numpy(splits[name].teacher[described]).double())
     if not features:
         raise SystemExit(f"no teacher descriptors cached for {', '.join(sets)}: python -m face_mtl.train.teacher")

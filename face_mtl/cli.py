@@ -8,7 +8,7 @@ import dataclasses
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
@@ -318,40 +318,38 @@ def _train_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _attribute_heads_command(args: argparse.Namespace) -> int:
-    from .train.attribute_heads import refit_attribute_heads
+def _rewrite_heads(args: argparse.Namespace, folders: list[str], refit: Callable[[], dict]) -> int:
+    """What the commands that refit heads of weights folders share: check the data, the device
+    and ``folders``, run ``refit`` (which writes the weights), print its summary as JSON."""
     from .weights import WeightsMismatchError, WeightsNotFoundError
 
     _check_data_dir(args.data)
     _check_device(args.device)
-    for folder in (args.weights, args.reference):
+    for folder in folders:
         if not Path(folder).is_dir():
             raise CliError(f"{folder}: no such weights folder")
     try:
-        summary = refit_attribute_heads(args.weights, args.out or args.weights, args.reference, data_dir=Path(args.data),
-                                        cache_dir=Path(args.cache), epochs=args.epochs, lr=args.lr,
-                                        label_weight=args.label_weight, seed=args.seed, device=args.device or "cpu")
+        summary = refit()
     except (WeightsNotFoundError, WeightsMismatchError, ValueError) as error:
         raise CliError(str(error)) from None
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _attribute_heads_command(args: argparse.Namespace) -> int:
+    from .train.attribute_heads import refit_attribute_heads
+
+    return _rewrite_heads(args, [args.weights, args.reference], lambda: refit_attribute_heads(
+        args.weights, args.out or args.weights, args.reference, data_dir=Path(args.data), cache_dir=Path(args.cache),
+        epochs=args.epochs, lr=args.lr, label_weight=args.label_weight, seed=args.seed, device=args.device or "cpu"))
 
 
 def _identity_head_command(args: argparse.Namespace) -> int:
     from .train.refit import refit_identity_head
-    from .weights import WeightsMismatchError, WeightsNotFoundError
 
-    _check_data_dir(args.data)
-    _check_device(args.device)
-    if not Path(args.weights).is_dir():
-        raise CliError(f"{args.weights}: no such weights folder")
-    try:
-        summary = refit_identity_head(args.weights, args.out or args.weights, data_dir=Path(args.data),
-                                      cache_dir=Path(args.cache), device=args.device or "cpu", kind=args.head)
-    except (WeightsNotFoundError, WeightsMismatchError, ValueError) as error:
-        raise CliError(str(error)) from None
-    print(json.dumps(summary, indent=2))
-    return 0
+    return _rewrite_heads(args, [args.weights], lambda: refit_identity_head(
+        args.weights, args.out or args.weights, data_dir=Path(args.data), cache_dir=Path(args.cache),
+        device=args.device or "cpu", kind=args.head))
 
 
 def _eval_command(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ people never trained on, with the threshold chosen by 10-fold cross-validation (
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,26 @@ def predict_cached(model, crops: np.ndarray, config, device: str = "cpu", batch:
         for x in cached_inputs(crops, config, device, batch):
             parts.append({k: v.cpu() for k, v in predict(model, x, flip=config.test_time_flip).items()})
     return {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]}
+
+
+def cached_features(model, crops: np.ndarray, config, device: str = "cpu", precision: str = "fp32",
+                    mirror: bool = False, batch: int = 256) -> torch.Tensor:
+    """N x V x F float32 CPU pooled backbone features of cached margin crops, seen through the
+    tight (inference) box: V = 1 view, or 2 with ``mirror`` (the crop, then its mirror image).
+    ``precision`` "bf16" computes them under bf16 autocast on a CPU (faster where the CPU has
+    native bf16; the features differ in the third digit)."""
+    bf16 = precision == "bf16" and device == "cpu"
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    views = 2 if mirror else 1
+    parts = [torch.zeros((0, views, model.heads["age"].in_features))]  # the heads' input width
+    model.eval()
+    with torch.inference_mode(), autocast:
+        for x in cached_inputs(crops, config, device, batch):
+            if mirror:
+                x = torch.cat([x, torch.flip(x, dims=[3])])
+            features = model.backbone(x).float().cpu()
+            parts.append(features.reshape(views, -1, features.shape[1]).transpose(0, 1))
+    return torch.cat(parts)
 
 
 def attribute_figures(outputs: dict[str, np.ndarray], faces) -> dict[str, float]:

@@ -51,6 +51,20 @@ class FaceMTLNet(nn.Module):
         outputs["embedding"] = F.normalize(self.heads["embedding"](features).float(), dim=1)
         return outputs
 
+    def head_parameters(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 CPU copies of head ``name``'s weight (outputs x features) and bias (outputs)."""
+        head = self.heads[name]
+        return head.weight.detach().float().cpu().clone(), head.bias.detach().float().cpu().clone()
+
+    def set_head(self, name: str, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Replace head ``name``'s weight and bias, in place (cast to the head's dtype and device)."""
+        head = self.heads[name]
+        if weight.shape != head.weight.shape or bias.shape != head.bias.shape:
+            raise ValueError(f"head {name!r} is {tuple(head.weight.shape)}, not {tuple(weight.shape)}")
+        with torch.no_grad():
+            head.weight.copy_(weight.to(head.weight))
+            head.bias.copy_(bias.to(head.bias))
+
 
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX: bfloat16 matrix units, where bf16 convolutions beat float32."""

@@ -152,3 +152,44 @@ def test_too_few_training_people_leave_lda_out_of_the_best_choice():
     model = FaceMTLNet(config).eval()
     _, _, summary = choose_identity_head(model, config, _crop_set(5, 4, 40, 1), _crop_set(4, 4, 40, 2), "cpu")
     assert set(summary["verification"]) == {"trained", "pca"}
+
+
+def test_cached_features_are_the_backbone_of_the_inference_view_and_of_its_mirror_image():
+    from face_mtl.config import ModelConfig
+    from face_mtl.data.views import eval_batch
+    from face_mtl.evaluate import cached_features
+    from face_mtl.model import FaceMTLNet
+
+    torch.manual_seed(0)
+    config = ModelConfig(backbone="resnet18", input_size=32)
+    model = FaceMTLNet(config).eval()
+    crops = _crop_set(3, 3, 40, seed=3).crops  # 9 faces, batches of 4 below
+    one, two = cached_features(model, crops, config, batch=4), cached_features(model, crops, config, mirror=True, batch=4)
+    width = model.heads["age"].in_features
+    assert one.shape == (9, 1, width) and two.shape == (9, 2, width) and one.dtype == torch.float32
+    x = eval_batch(torch.from_numpy(crops), config.input_size, config.mean, config.std)
+    with torch.no_grad():
+        plain, mirrored = model.backbone(x), model.backbone(torch.flip(x, dims=[3]))
+    torch.testing.assert_close(one[:, 0], plain, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(two[:, 0], plain, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(two[:, 1], mirrored, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(two[:, 1], plain, atol=1e-3)  # the mirror view is another input
+    # bf16 autocast: the same features to about two digits.
+    rough = cached_features(model, crops, config, precision="bf16", mirror=True)
+    assert (rough - two).abs().max() < 0.05 * two.abs().max()
+    assert len(cached_features(model, crops[:0], config, mirror=True)) == 0
+
+
+def test_a_head_replaced_reads_back_and_a_head_of_another_shape_is_refused():
+    from face_mtl.config import ModelConfig
+    from face_mtl.model import FaceMTLNet
+
+    model = FaceMTLNet(ModelConfig(backbone="mobilenetv4_conv_small", input_size=32))
+    weight, bias = model.head_parameters("gender")
+    weight += 1.0  # a copy: the model's head is untouched
+    assert not torch.equal(model.heads["gender"].weight, weight)
+    model.set_head("gender", weight, bias - 1.0)
+    torch.testing.assert_close(model.heads["gender"].weight, weight)
+    torch.testing.assert_close(model.head_parameters("gender")[1], bias - 1.0)
+    with pytest.raises(ValueError, match="gender"):
+        model.set_head("gender", weight[:1], bias[:1])

@@ -15,7 +15,6 @@ cross-entropy without training's 0.05 label smoothing for gender and ethnicity),
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from ..config import ModelConfig
 from ..data.sets import CropSet, build_splits
 from ..evaluate import (
     attribute_figures,
-    cached_inputs,
+    cached_features,
     evaluate_splits,
     headline,
     predict_cached,
@@ -40,36 +39,6 @@ from .reference import attach_reference
 
 TRAINING_SETS = ("utk_train", "celeba_train", "ferplus_train")
 LinearHeads = dict[str, tuple[torch.Tensor, torch.Tensor]]  # head name -> (weight C x F, bias C)
-
-
-def mirrored_features(model: FaceMTLNet, crops: np.ndarray, config: ModelConfig, device: str = "cpu",
-                      precision: str = "fp32") -> torch.Tensor:
-    """N x 2 x F float32 pooled backbone features of each cached crop's inference view and its
-    mirror image (``embedding.backbone_features`` gives the first view alone). ``precision``
-    "bf16": computed under bf16 autocast on a CPU (faster with native bf16; features differ in
-    the third digit)."""
-    model.eval()
-    bf16 = precision == "bf16" and device == "cpu"
-    precision = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    parts = [torch.zeros((0, 2, model.heads["age"].in_features))]  # the heads' input width
-    with torch.inference_mode(), precision:
-        for x in cached_inputs(crops, config, device):
-            features = model.backbone(torch.cat([x, torch.flip(x, dims=[3])])).float().cpu()
-            parts.append(torch.stack([features[: len(x)], features[len(x):]], dim=1))
-    return torch.cat(parts)
-
-
-def linear_heads(model: FaceMTLNet, names: tuple[str, ...] = REFERENCE_HEADS) -> LinearHeads:
-    """float32 copies of the (weight, bias) of the model's linear ``names`` heads."""
-    return {h: (model.heads[h].weight.detach().float().cpu().clone(), model.heads[h].bias.detach().float().cpu().clone())
-            for h in names}
-
-
-def set_linear_heads(model: FaceMTLNet, heads: LinearHeads) -> None:
-    with torch.no_grad():
-        for name, (weight, bias) in heads.items():
-            model.heads[name].weight.copy_(weight)
-            model.heads[name].bias.copy_(bias)
 
 
 def held_out_figures(heads: LinearHeads, features: torch.Tensor, split: CropSet) -> dict[str, float]:
@@ -130,7 +99,8 @@ def training_samples(model: FaceMTLNet, config: ModelConfig, sets: list[CropSet]
                      precision: str = "fp32"):
     """(features, targets, labels) of every face of ``sets`` (with reference targets attached)
     and of its mirror image, as two samples with the face's flip-averaged targets."""
-    features = torch.cat([mirrored_features(model, s.crops, config, device, precision).flatten(0, 1) for s in sets])
+    features = torch.cat([cached_features(model, s.crops, config, device, precision, mirror=True).flatten(0, 1)
+                          for s in sets])
 
     def twice(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.repeat(array, 2, axis=0))
@@ -163,11 +133,12 @@ def refit_attribute_heads(weights: str | Path, out: str | Path, reference: str |
     # The features of the precision the weights run in, as the figures below are measured.
     precision = effective_precision(config, device)
     features, targets, labels = training_samples(model, config, sets, device, precision)
-    start = linear_heads(model)
+    start = {name: model.head_parameters(name) for name in REFERENCE_HEADS}
     before = attribute_figures(predict_cached(model, held_out.crops, config, device), held_out)
     generator = torch.Generator().manual_seed(seed)
     refitted = refit_heads(start, features, targets, labels, label_weight, epochs, lr, generator=generator)
-    set_linear_heads(model, refitted)
+    for name, (weight, bias) in refitted.items():
+        model.set_head(name, weight, bias)
 
     held_out_splits = {name: split for name, split in splits.items() if name.endswith("_val")}
     report = evaluate_splits(model, config, held_out_splits, device)

@@ -23,7 +23,7 @@ from ..config import ModelConfig
 from ..data.sets import CropSet
 from ..evaluate import (
     PairScores,
-    cached_inputs,
+    cached_features,
     evaluate_splits,
     pair_scores,
     verification_accuracy,
@@ -96,13 +96,6 @@ def lda_projection(
     return weight.float(), (-weight @ mean).float()
 
 
-def backbone_features(model: FaceMTLNet, crops: np.ndarray, config: ModelConfig, device: str) -> torch.Tensor:
-    """Pooled backbone features of cached margin crops, seen through the tight box (N x F)."""
-    model.eval()
-    with torch.inference_mode():
-        return torch.cat([model.backbone(x).float().cpu() for x in cached_inputs(crops, config, device)])
-
-
 def lda_shrinkage(
     features: torch.Tensor, identities: np.ndarray, size: int, shrinkages=SHRINKAGES, folds: int = FOLDS, seed: int = 0
 ) -> tuple[float, dict[float, float]]:
@@ -132,12 +125,12 @@ def identity_heads(model: FaceMTLNet, people: CropSet, device: str, names=HEADS)
     unknown = set(names) - set(HEADS)
     if unknown:
         raise ValueError(f"unknown identity heads {sorted(unknown)}: choose among {', '.join(HEADS)}")
-    config, head = model.config, model.heads["embedding"]
-    features = backbone_features(model, people.crops, config, device) if {"pca", "lda"} & set(names) else None
+    config = model.config
+    features = cached_features(model, people.crops, config, device)[:, 0] if {"pca", "lda"} & set(names) else None
     heads = []
     for name in names:
         if name == "trained":
-            heads.append(IdentityHead(name, head.weight.detach().float().cpu().clone(), head.bias.detach().float().cpu().clone()))
+            heads.append(IdentityHead(name, *model.head_parameters("embedding")))
         elif name == "pca":
             heads.append(IdentityHead(name, *pca_projection(features, config.embedding_size)))
         else:
@@ -149,10 +142,7 @@ def identity_heads(model: FaceMTLNet, people: CropSet, device: str, names=HEADS)
 
 def set_identity_head(model: FaceMTLNet, head: IdentityHead) -> None:
     """Replace the model's embedding head, in place, by ``head``."""
-    layer = model.heads["embedding"]
-    with torch.no_grad():
-        layer.weight.copy_(head.weight.to(layer.weight))
-        layer.bias.copy_(head.bias.to(layer.bias))
+    model.set_head("embedding", head.weight, head.bias)
 
 
 def choose_identity_head(
