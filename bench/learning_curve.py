@@ -12,13 +12,17 @@ training hours, starting at ``--start-hours`` (the lineage's hours before the fi
 Prints a Markdown table of every epoch's validation figures (EMA weights, one view, the run's
 trained identity head: the figures the loop logs, not ``face-mtl eval``'s), then, for the
 last ``--window-hours``, each figure's range, least-squares slope per hour and that slope's standard error.
+Where an argument is exported weights with a validation report (the first, usually), each
+figure's fitted change over those hours is also set against its sampling standard error on the
+held-out faces (``runlog.sampling_noise``): "flat" where the change is smaller than that error.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from face_mtl.train.runlog import FIGURES, flatness, lineage
+from face_mtl.train.runlog import FIGURES, flatness, lineage, validation_counts
 
 
 def main() -> None:
@@ -41,9 +45,11 @@ def main() -> None:
         print(f"| {r['run']} | {r['epoch']} | {r['hours']:.2f} | {r['lr']:.1e} | {figures} |")
     start = max(rows[-1]["hours"] - args.window_hours, rows[0]["hours"])
     print(f"\nlast {args.window_hours:g} hours ({start:.2f} -> {rows[-1]['hours']:.2f}):")
-    for title, s in flatness(rows, args.window_hours).items():
+    counts = next((c for c in (validation_counts(Path(run.partition(":")[0])) for run in args.runs) if c), {})
+    for title, s in flatness(rows, args.window_hours, counts).items():
+        verdict = f"; change {s['change']:+.4f} against noise {s['noise']:.4f}: {s['verdict']}" if "verdict" in s else ""
         print(f"  {title:>12}: {s['first']:.4f} -> {s['last']:.4f}, range {s['min']:.4f}..{s['max']:.4f}, "
-              f"slope {s['slope_per_hour']:+.4f}/hour (standard error {s['slope_se']:.4f})")
+              f"slope {s['slope_per_hour']:+.4f}/hour (standard error {s['slope_se']:.4f}){verdict}")
     print("(the standard error treats epochs as independent, so it understates the slope's uncertainty)")
 
 

@@ -259,6 +259,35 @@ def test_lineage_lays_runs_end_to_end_and_flatness_fits_each_figure_over_the_las
         lineage([str(exported)])
 
 
+def test_flatness_sets_each_figures_change_against_its_sampling_noise(tmp_path):
+    from face_mtl.train.runlog import sampling_noise, validation_counts
+
+    # Hours 0..3: FER+ rises 0.004/hour (0.012 in all), age MAE rises 0.05/hour (worse),
+    # verification wobbles about a flat line.
+    rows = [{"hours": float(h), **dict.fromkeys(FIGURES), "ferplus_accuracy": 0.82 + 0.004 * h,
+             "age_mae": 5.0 + 0.05 * h, "verification_accuracy": 0.845 + (0.002 if h % 2 else -0.002)}
+            for h in range(4)]
+    assert "verdict" not in flatness(rows, 3.0)["FER+"]  # no counts: no verdict
+    few = flatness(rows, 3.0, {"ferplus_accuracy": 3400, "age_mae": 2000, "verification_accuracy": 6000})
+    assert few["FER+"]["change"] == pytest.approx(0.012)
+    assert few["FER+"]["noise"] == pytest.approx((0.826 * 0.174 / 3400) ** 0.5)
+    assert few["FER+"]["verdict"] == "improving"  # 0.012 against 0.0065
+    assert few["age MAE"]["noise"] == pytest.approx(5.075 / 2000**0.5)
+    assert few["age MAE"]["verdict"] == "worsening"  # +0.15 years against 0.113: up is worse
+    assert few["verification"]["verdict"] == "flat"
+    # The same rise measured on 100 faces is within their noise.
+    assert flatness(rows, 3.0, {"ferplus_accuracy": 100})["FER+"]["verdict"] == "flat"
+    assert sampling_noise("gender_accuracy", 0.94, 2074) == pytest.approx(0.00521, abs=1e-5)
+
+    # The counts come from exported weights' validation report; a run folder has none.
+    (tmp_path / "config.json").write_text(json.dumps({"metrics": {"validation": {
+        "ferplus": {"accuracy": 0.8, "count": 3427}, "utkface": {"age_mae": 5.0, "count": 2074},
+        "identity": {"accuracy": 0.84, "pairs": 6000}}}}))
+    assert validation_counts(tmp_path) == {"ferplus_accuracy": 3427, "age_mae": 2074, "gender_accuracy": 2074,
+                                           "ethnicity_accuracy": 2074, "verification_accuracy": 6000}
+    assert validation_counts(tmp_path / "missing") == {}
+
+
 def test_stochastic_depth_fills_timms_slots_like_drop_path_rate_and_leaves_the_weights_alone():
     import timm
 

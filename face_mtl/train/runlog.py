@@ -75,11 +75,47 @@ def lineage(runs: list[str], start_hours: float = 0.0) -> list[dict]:
     return rows
 
 
-def flatness(rows: list[dict], window_hours: float) -> dict[str, dict[str, float]]:
+LOWER_IS_BETTER = {"age_mae"}
+# Where each figure's sample count sits in config.json's metrics.validation (face-mtl eval's report).
+COUNT_PATHS = {"ferplus_accuracy": ("ferplus", "count"), "ferplus_tight_accuracy": ("ferplus_tight", "count"),
+               "age_mae": ("utkface", "count"), "gender_accuracy": ("utkface", "count"),
+               "ethnicity_accuracy": ("utkface", "count"), "verification_accuracy": ("identity", "pairs")}
+
+
+def validation_counts(folder: Path) -> dict[str, int]:
+    """How many held-out faces (pairs, for verification) each FIGURES key was measured on, from
+    an exported weights folder's config.json; {} where it has no validation report."""
+    config = Path(folder) / CONFIG_FILE
+    if not config.is_file():
+        return {}
+    report = json.loads(config.read_text(encoding="utf-8")).get("metrics", {}).get("validation", {})
+    counts = {}
+    for key, (section, field) in COUNT_PATHS.items():
+        if isinstance(report.get(section), dict) and report[section].get(field):
+            counts[key] = int(report[section][field])
+    return counts
+
+
+def sampling_noise(key: str, value: float, count: int) -> float:
+    """The standard error of one validation figure from its held-out sample alone: sqrt(p(1-p)/n)
+    for an accuracy; for age MAE, MAE/sqrt(n) (absolute errors spread about as widely as their
+    mean, as an exponential's do). Verification pairs share 55 people, so for it this is a lower
+    bound, which makes the "flat" verdict below harder to reach, not easier."""
+    if key in LOWER_IS_BETTER:
+        return value / np.sqrt(count)
+    return float(np.sqrt(value * (1 - value) / count))
+
+
+def flatness(rows: list[dict], window_hours: float, counts: dict[str, int] | None = None) -> dict[str, dict]:
     """For the rows of the last ``window_hours``: each figure's min, max, first, last,
     least-squares slope per hour and that slope's standard error (NaN from two epochs; figures
     logged fewer than twice there are left out). The error treats epochs as independent, which
-    successive epochs of one run are not, so it is a lower bound on the slope's uncertainty."""
+    successive epochs of one run are not, so it is a lower bound on the slope's uncertainty.
+
+    With ``counts`` (``validation_counts``): also ``change``, the fitted line's rise over the
+    window's hours, ``noise``, the figure's sampling standard error (``sampling_noise``), and a
+    ``verdict``: "improving" or "worsening" where the change exceeds the noise in that direction
+    (age MAE improves downwards), else "flat"."""
     end = rows[-1]["hours"]
     window = [r for r in rows if r["hours"] >= end - window_hours]
     summary = {}
@@ -90,6 +126,12 @@ def flatness(rows: list[dict], window_hours: float) -> dict[str, dict[str, float
         hours, values = np.array([r["hours"] for r in logged]), np.array([r[key] for r in logged], float)
         summary[title] = {"min": float(values.min()), "max": float(values.max()), "first": float(values[0]),
                           "last": float(values[-1]), **_slope(hours, values)}
+        if counts and key in counts:
+            change = summary[title]["slope_per_hour"] * float(hours[-1] - hours[0])
+            noise = sampling_noise(key, float(values.mean()), counts[key])
+            better = -change if key in LOWER_IS_BETTER else change
+            verdict = "improving" if better > noise else "worsening" if better < -noise else "flat"
+            summary[title].update(change=change, noise=noise, verdict=verdict)
     return summary
 
 
