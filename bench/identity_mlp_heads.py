@@ -26,9 +26,9 @@ from torch import nn
 from face_mtl.data.sets import attach_teacher, build_splits
 from face_mtl.evaluate import VERIFICATION_PAIRS, cached_features, verification_accuracy, verification_pairs
 from face_mtl.model import cpu_has_native_bf16
+from face_mtl.train.attribute_heads import TRAINING_SETS
+from face_mtl.train.losses import teacher_loss, teacher_relation_loss
 from face_mtl.weights import load_model
-
-TRAINING_SETS = ("utk_train", "celeba_train", "ferplus_train")
 
 
 def heads(width: int) -> dict[str, nn.Module]:
@@ -86,7 +86,7 @@ def main() -> None:
             head.train()
             for index in torch.randperm(len(x)).split(256)[:steps_per_epoch]:
                 out, target = F.normalize(head((x[index] - mean) / std), dim=1), y[index]
-                loss = 5 * (1 - (out * target).sum(dim=1)).mean() + 100 * ((out @ out.T - target @ target.T) ** 2).mean()
+                loss = 5 * teacher_loss(out, target) + 100 * teacher_relation_loss(out, target)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
