@@ -41,7 +41,7 @@ def teacher_regressions(model, config, splits, sets: list[str], size: int) -> li
     faces of ``sets`` with a cached teacher descriptor to their (centred) descriptors."""
     features, targets = [], []
     for name in sets:
-        described = np.flatnonzero(np.abs(splits[name].teacher).sum(axis=1) > 0)
+        described = splits[name].described()
         if len(described):
             features.append(cached_features(model, splits[name].crops[described], config)[:, 0].double())
             targets.append(torch.from_numpy(splits[name].teacher[described]).double())

@@ -18,7 +18,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -59,7 +58,7 @@ def main() -> None:
     precision = "bf16" if cpu_has_native_bf16() else "fp32"
     started, features, targets = time.time(), [], []
     for name in TRAINING_SETS:
-        described = np.flatnonzero(np.abs(splits[name].teacher).sum(axis=1) > 0)
+        described = splits[name].described()
         features.append(cached_features(model, splits[name].crops[described], config, precision=precision, mirror=True))
         targets.append(torch.from_numpy(splits[name].teacher[described]).float()[:, None].expand(-1, 2, -1))
         print(f"{name}: {len(described)} faces with a descriptor ({time.time() - started:.0f} s)", flush=True)

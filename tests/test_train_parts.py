@@ -132,6 +132,7 @@ def test_centred_teacher_targets_subtract_the_training_mean_and_keep_missing_row
     np.testing.assert_allclose(splits["celeba_val"].teacher, expected, rtol=1e-5, atol=1e-6)
     centred_train = splits["celeba_train"].teacher
     assert not centred_train[2].any()
+    np.testing.assert_array_equal(splits["celeba_train"].described(), [0, 1, 3, 4])
     np.testing.assert_allclose(np.linalg.norm(centred_train[[0, 1, 3, 4]], axis=1), 1.0, rtol=1e-5)
     # The shared direction is gone: different faces' targets are no longer nearly parallel.
     raw = train[[0, 1]] / np.linalg.norm(train[[0, 1]], axis=1, keepdims=True)

@@ -71,6 +71,10 @@ class CropSet:
         np.savez(tmp, **{f: getattr(self, f) for f in self.__dataclass_fields__})
         tmp.replace(path)
 
+    def described(self) -> np.ndarray:
+        """Indices of the faces with a teacher descriptor (a non-zero row)."""
+        return np.flatnonzero(self.teacher.any(axis=1))
+
     def with_teacher(self, descriptors: np.ndarray) -> "CropSet":
         return CropSet(**{**self.__dict__, "teacher": descriptors.astype(np.float32)})
 

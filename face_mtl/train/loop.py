@@ -315,7 +315,7 @@ def train(settings: TrainSettings) -> Path:
             teacher_files = current
             with_teacher = attach_teacher(splits, Path(settings.cache_dir), settings.teacher_target)
             fer, utk, celeba = splits["ferplus_train"], splits["utk_train"], splits["celeba_train"]
-            described = {name: int(splits[name].teacher.any(axis=1).sum()) for name in with_teacher}
+            described = {name: len(splits[name].described()) for name in with_teacher}
             append_line(run_dir, f"identity teacher descriptors reread: {described}")
         model.train()
         order = torch.randperm(len(fer), generator=generator).numpy()
