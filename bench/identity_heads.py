@@ -29,7 +29,7 @@ import torch
 
 from face_mtl.data.sets import SPLITS, attach_teacher, build_splits
 from face_mtl.evaluate import cached_features, pair_scores, verification_report
-from face_mtl.train.embedding import IdentityHead, identity_heads, set_identity_head
+from face_mtl.train.embedding import IdentityHead, identity_heads, ridge_projection, set_identity_head
 from face_mtl.weights import load_model
 
 # Ridge strengths, as multiples of the mean feature variance added to every direction.
@@ -50,13 +50,9 @@ def teacher_regressions(model, config, splits, sets: list[str], size: int) -> li
     x, y = torch.cat(features), torch.cat(targets)
     if y.shape[1] != size:
         raise SystemExit(f"the teacher's {y.shape[1]}-d descriptors do not fit a {size}-d embedding")
-    mean = x.mean(dim=0)
-    gram = (x - mean).T @ (x - mean)
     heads = []
     for strength in RIDGE_STRENGTHS:
-        ridge = strength * torch.trace(gram) / gram.shape[0] * torch.eye(gram.shape[0], dtype=gram.dtype)
-        weight = torch.linalg.solve(gram + ridge, (x - mean).T @ y).T  # size x F
-        heads.append(IdentityHead("teacher-regression", weight.float(), (-weight @ mean).float(),
+        heads.append(IdentityHead("teacher-regression", *ridge_projection(x, y, strength),
                                   {"strength": strength, "faces": int(len(x)), "sets": sets}))
     return heads
 

@@ -70,6 +70,21 @@ def test_lda_keeps_what_tells_people_apart_where_pca_keeps_the_largest_variance(
     assert weight.shape == (12, 10) and bias.shape == (12,) and not weight[10:].any()
 
 
+def test_ridge_recovers_a_linear_teacher_and_shrinks_towards_zero_as_strength_grows():
+    from face_mtl.train.embedding import ridge_projection
+
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(500, 8, generator=generator, dtype=torch.float64) * 3 + 5
+    true_map = torch.randn(4, 8, generator=generator, dtype=torch.float64)
+    targets = (features - features.mean(dim=0)) @ true_map.T
+    weight, bias = ridge_projection(features, targets, strength=1e-6)
+    assert weight.shape == (4, 8) and bias.shape == (4,)
+    torch.testing.assert_close(weight.double(), true_map, atol=1e-3, rtol=0)
+    torch.testing.assert_close(features.float() @ weight.T + bias, targets.float(), atol=1e-2, rtol=0)
+    weaker, _ = ridge_projection(features, targets, strength=10.0)
+    assert float(weaker.norm()) < 0.5 * float(weight.norm())
+
+
 def _people_features(people: int, photos: int, width: int = 12, seed: int = 0):
     """Features in which a weak direction tells people apart and strong ones do not."""
     rng = np.random.default_rng(seed)

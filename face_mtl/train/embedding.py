@@ -96,6 +96,22 @@ def lda_projection(
     return weight.float(), (-weight @ mean).float()
 
 
+def ridge_projection(
+    features: torch.Tensor, targets: torch.Tensor, strength: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight (T x F) and bias (T) of the least-squares map from ``features`` (N x F) to
+    ``targets`` (N x T, e.g. centred teacher descriptors), with ``strength`` times the mean
+    feature variance added to every direction: a closed-form head taught by a teacher. Its
+    outputs are centred over ``features`` (cosine similarity is read from them)."""
+    features, targets = features.double(), targets.double()
+    mean = features.mean(dim=0)
+    centred = features - mean
+    gram = centred.T @ centred
+    ridge = strength * torch.trace(gram) / gram.shape[0] * torch.eye(gram.shape[0], dtype=gram.dtype)
+    weight = torch.linalg.solve(gram + ridge, centred.T @ targets).T
+    return weight.float(), (-weight @ mean).float()
+
+
 def lda_shrinkage(
     features: torch.Tensor, identities: np.ndarray, size: int, shrinkages=SHRINKAGES, folds: int = FOLDS, seed: int = 0
 ) -> tuple[float, dict[float, float]]:
