@@ -1,5 +1,6 @@
-"""The exported identity head: PCA and LDA of backbone features (synthetic features), and the
-choice among the trained, PCA and LDA heads on a real (randomly initialised) network."""
+"""The exported identity head: PCA and LDA of backbone features (synthetic features; also the
+ridge map to a teacher that the identity benches use), and the choice among the trained, PCA
+and LDA heads on a real (randomly initialised) network."""
 
 from __future__ import annotations
 
