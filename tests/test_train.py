@@ -16,6 +16,8 @@ from face_mtl import FaceAnalyzer
 from face_mtl.data.sets import FERPLUS_COLUMNS, build_splits, crop_cache_complete, split_of
 from face_mtl.train import TrainSettings, train
 from face_mtl.train.loop import snapshot_dir
+from face_mtl.train.persist import persist_run
+from face_mtl.train.runlog import epoch_records, read_records
 
 
 def _face_views(path: Path, box: tuple[int, int, int, int], count: int, size: int) -> list[np.ndarray]:
@@ -237,6 +239,10 @@ def test_training_resumes_from_its_checkpoint(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "_exported_config", crash_after_first_checkpoint)
     with pytest.raises(_Interrupted):
         train(settings)
+    # A run that has not exported is not persisted, and nothing is half-copied.
+    with pytest.raises(FileNotFoundError, match="not a finished run"):
+        persist_run(tmp_path / "run", tmp_path / "kept" / "last_run", tmp_path / "kept" / "logs")
+    assert not (tmp_path / "kept").exists()
     monkeypatch.setattr(loop, "_exported_config", exported_config)
     resumed = train(settings)
     log = (tmp_path / "run" / "train.log").read_text()
@@ -257,6 +263,18 @@ def test_training_resumes_from_its_checkpoint(tiny_data, tmp_path, monkeypatch):
     train(settings)
     log = (tmp_path / "run" / "train.log").read_text()
     assert len([line for line in log.splitlines() if line.startswith('{"epoch"')]) == 2
+
+    # The finished run is kept in tracked folders: weights the next run continues from, and
+    # the log, settings and config that the learning curve and the model card read.
+    kept = persist_run(tmp_path / "run", tmp_path / "kept" / "last_run", tmp_path / "kept" / "logs")
+    assert kept.logs_dir == tmp_path / "kept" / "logs" / "run"
+    assert sorted(p.name for p in kept.weights_dir.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in kept.logs_dir.iterdir()) == ["config.json", "settings.json", "train.log"]
+    assert (kept.logs_dir / "train.log").read_text() == log
+    continued = FaceAnalyzer(weights=kept.weights_dir, device="cpu")
+    assert continued.config.training["epochs_done"] == 2
+    assert load_file(str(kept.weights_dir / "model.safetensors")).keys() == a.keys()
+    assert [e["epoch"] for e in epoch_records(read_records(kept.logs_dir / "train.log"))] == [1, 2]
 
 
 def test_another_input_size_reuses_the_cached_detections(tiny_data, tmp_path, monkeypatch):
