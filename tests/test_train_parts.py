@@ -439,3 +439,18 @@ def test_refitted_linear_heads_predict_what_the_reference_did_and_leave_the_star
     torch.testing.assert_close(labelled["ethnicity"][0], refitted["ethnicity"][0], atol=0.5, rtol=0)
     with pytest.raises(ValueError, match="labels"):
         refit_heads(start, features, targets, label_weight=1.0)
+
+
+def test_persist_command_refuses_an_unfinished_run_and_names_what_is_missing(tmp_path, capsys):
+    from face_mtl.train.persist import main
+
+    run = tmp_path / "r18zz"
+    run.mkdir()
+    (run / "train.log").write_text('{"epoch": 1}\n')
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(run), "--weights", str(tmp_path / "last_run"), "--logs", str(tmp_path / "logs")])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "not a finished run" in error and "model.safetensors" in error and "settings.json" in error
+    assert "train.log" not in error  # present, so not named
+    assert not (tmp_path / "last_run").exists() and not (tmp_path / "logs").exists()
