@@ -32,6 +32,8 @@ from .stochastic_depth import set_drop_path
 
 CHECKPOINT = "checkpoint.safetensors"
 STATE = "state.json"
+SETTINGS_FILE = "settings.json"  # the run's settings, as resumed and as persisted
+EXPORT_DIR = "export"  # the finished run's weights
 LABEL_FIELDS = ("emotion", "age", "gender", "ethnicity", "identity", "teacher", "reference")
 
 
@@ -273,7 +275,7 @@ def train(settings: TrainSettings) -> Path:
     if (run_dir / CHECKPOINT).exists():
         state = load_checkpoint(run_dir, modules, optimizer, generator, cyclers)
         append_line(run_dir, f"resumed {run_dir} at epoch {state['epoch']}")
-    (run_dir / "settings.json").write_text(json.dumps(settings.to_dict(), indent=2), encoding="utf-8")
+    (run_dir / SETTINGS_FILE).write_text(json.dumps(settings.to_dict(), indent=2), encoding="utf-8")
     append_line(run_dir, f"identity teacher descriptors: {', '.join(with_teacher) or 'none cached'}")
     if with_reference:
         append_line(run_dir, f"reference targets from {settings.reference_weights} (cache {reference_key}): "
@@ -371,7 +373,7 @@ def train(settings: TrainSettings) -> Path:
         # Grouping thresholds by folder size take seconds: only the final export calibrates them.
         exported_config = _exported_config(config, settings, state, report, splits, parent,
                                            verification_calibration(identity, grouping_by_size=False))
-        save_model(ema, exported_config, run_dir / "export")
+        save_model(ema, exported_config, run_dir / EXPORT_DIR)
         # Counted in validated epochs; the last one is always kept (the final export replaces
         # run_dir/export with BatchNorm-recalibrated weights and a refitted identity head).
         if settings.snapshot_every and (finished or len(state["history"]) % settings.snapshot_every == 0):
@@ -389,7 +391,7 @@ def train(settings: TrainSettings) -> Path:
                                      "bn_recalibration_batches": settings.bn_recalibration_batches}))
     final_config = _exported_config(config, settings, state, fitted.report, splits, parent, fitted.verification,
                                     identity_head=fitted.summary)
-    exported = save_model(ema, final_config, run_dir / "export")
+    exported = save_model(ema, final_config, run_dir / EXPORT_DIR)
     if settings.export_dir:
         exported = save_model(ema, final_config, Path(settings.export_dir))
     return exported

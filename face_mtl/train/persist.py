@@ -18,10 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..weights import CONFIG_FILE, WEIGHTS_FILE
+from .loop import EXPORT_DIR, SETTINGS_FILE
 from .runlog import LOG_NAME
-
-SETTINGS_FILE = "settings.json"
-EXPORT_DIR = "export"
 
 
 @dataclass(frozen=True)
