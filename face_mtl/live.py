@@ -308,6 +308,15 @@ def advance(
     return new_state, tuple(shown)
 
 
+def current_session(state: LiveState | None, ended_at: float | None) -> LiveState | None:
+    """``state`` if its session began after the last session end at ``ended_at`` (None: none
+    yet), else None (a new session starts). Why: a frame still being analysed when a session
+    ends writes its state back after the end; the next stream must not continue it."""
+    if state is None or (ended_at is not None and state.started <= ended_at):
+        return None
+    return state
+
+
 def chart_due(state: LiveState, t: float, settings: LiveSettings = LiveSettings()) -> bool:
     """Whether the chart should be redrawn at ``t``: at most once per ``chart_every`` seconds
     (every frame would cost more than the frame itself)."""

@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from face_mtl.live import LiveSettings, LiveState, advance, chart_due, downscale, with_chart_drawn
+from face_mtl.live import (
+    LiveSettings,
+    LiveState,
+    advance,
+    chart_due,
+    current_session,
+    downscale,
+    with_chart_drawn,
+)
 from face_mtl.render.live import frame_html, history_figure
 from face_mtl.types import Face
 
@@ -109,6 +117,13 @@ def test_advance_is_pure():
     assert state == LiveState(started=5.0) and new.frames == 1 and len(new.people) == 1
     with pytest.raises(AttributeError):
         new.frames = 3
+
+
+def test_a_state_from_before_the_last_session_end_is_not_continued():
+    old = LiveState(started=10.0, frames=40)
+    assert current_session(old, None) is old and current_session(old, 9.0) is old
+    assert current_session(old, 12.0) is None  # written back by a frame that finished after the end
+    assert current_session(None, 12.0) is None
 
 
 def test_chart_is_redrawn_at_most_every_chart_every_seconds():

@@ -24,6 +24,7 @@ from ..live import (
     LiveState,
     analyze_live_frame,
     chart_due,
+    current_session,
     live_analyzer,
     live_detector,
     with_chart_drawn,
@@ -75,17 +76,19 @@ def make_live_step(
     clock: Callable[[], float] = time.monotonic,
 ) -> Callable[[np.ndarray | None, LiveState | None], LiveOutputs]:
     """The Live tab's per-frame handler bound to a loaded ``analyzer`` (whose limits it shows):
-    (frame HxWx3 uint8 RGB or None, session state or None) -> (frame HTML, chart or gr.skip(),
-    status Markdown, new state). ``bench/bench_live.py`` times this same function."""
+    (frame HxWx3 uint8 RGB or None, session state or None, time the last session ended or None)
+    -> (frame HTML, chart or gr.skip(), status Markdown, new state). A state from before the
+    last end is dropped (``current_session``). ``bench/bench_live.py`` times this function."""
     settings = settings or LiveSettings()
     detector = live_detector(settings, analyzer.device)
     view = live_analyzer(analyzer, settings)
     labels = analyzer.config.emotions
 
-    def live_frame(frame: np.ndarray | None, state: LiveState | None) -> LiveOutputs:
+    def live_frame(frame: np.ndarray | None, state: LiveState | None, ended_at: float | None = None) -> LiveOutputs:
         if frame is None:
             return gr.skip(), gr.skip(), IDLE_STATUS, state
         now = clock()
+        state = current_session(state, ended_at)
         result = analyze_live_frame(view, detector, frame, state, now, settings)
         state = result.state
         chart = gr.skip()  # the chart is redrawn a few times a second, not every frame
@@ -104,14 +107,17 @@ def _forget(state: LiveState | None) -> None:
         print(f"face_mtl live: an idle session's state was deleted after {state.frames} frames", flush=True)
 
 
-def end_live_session(limits: Limits) -> Callable[[LiveState | None], tuple[str, None]]:
+def end_live_session(
+    limits: Limits, clock: Callable[[], float] = time.monotonic
+) -> Callable[[LiveState | None], tuple[str, None, float]]:
     """The handler run when a stream ends (stopped, or the time limit): the session is
-    forgotten (its state becomes None) and the status says how to start again."""
+    forgotten (its state becomes None, and the end time is noted so that a frame finishing
+    late cannot bring it back) and the status says how to start again."""
 
-    def end(state: LiveState | None) -> tuple[str, None]:
+    def end(state: LiveState | None) -> tuple[str, None, float]:
         if state is not None:
             print(f"face_mtl live: a session ended after {state.frames} frames; its state is freed", flush=True)
-        return ended_status(limits), None
+        return ended_status(limits), None, clock()
 
     return end
 
@@ -123,6 +129,7 @@ def live_tab(analyzer: FaceAnalyzer, settings: LiveSettings | None = None) -> No
     gr.Markdown(LIVE_INTRO.format(history=settings.history_seconds, half_life=settings.half_life,
                                   seconds=limits.max_live_seconds, sessions=limits.max_live_sessions))
     session = gr.State(None, time_to_live=STATE_TTL_S, delete_callback=_forget)
+    ended_at = gr.State(None)  # when this viewer's last session ended (time.monotonic())
     with gr.Row():
         with gr.Column():
             camera = gr.Image(
@@ -140,7 +147,7 @@ def live_tab(analyzer: FaceAnalyzer, settings: LiveSettings | None = None) -> No
                     elem_id="live-chart")
     camera.stream(
         make_live_step(analyzer, settings),
-        inputs=[camera, session],
+        inputs=[camera, session, ended_at],
         outputs=[frame_view, chart, status, session],
         stream_every=STREAM_EVERY,
         time_limit=math.ceil(limits.max_live_seconds),
@@ -148,5 +155,5 @@ def live_tab(analyzer: FaceAnalyzer, settings: LiveSettings | None = None) -> No
         concurrency_id="live",
         show_progress="hidden",
         api_visibility="private",
-    ).then(end_live_session(limits), inputs=session, outputs=[status, session], queue=False,
+    ).then(end_live_session(limits), inputs=session, outputs=[status, session, ended_at], queue=False,
            api_visibility="private")
