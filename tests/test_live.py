@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
@@ -22,7 +23,7 @@ from face_mtl.live import (
     downscale,
     with_chart_drawn,
 )
-from face_mtl.render.live import frame_html, history_figure
+from face_mtl.render.live import frame_html, history_figure, plot_data
 from face_mtl.types import Face
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,11 +146,13 @@ def test_history_figure_has_a_row_of_lines_per_person():
     frames = [[face((10, 10, 110, 130), (0.7, 0.3, 0.0), ALICE), face((300, 10, 400, 130), (0.1, 0.9, 0.0), BOB)]
               for _ in range(20)]
     states, _ = run(frames)
-    figure = history_figure(states[-1], LABELS, now=1.9, seconds=20)
+    spec = history_figure(states[-1], LABELS, now=1.9, seconds=20)
+    figure = go.Figure(spec)  # a valid Plotly figure (Plotly validates it here)
     assert len(figure.data) == 2 * len(LABELS)
     assert {t.yaxis for t in figure.data} == {"y", "y2"}
     assert all(len(t.x) > 1 and max(t.x) <= 0 for t in figure.data)
-    empty = history_figure(LiveState(started=0.0), LABELS, now=0.0, seconds=20)
+    assert json.loads(plot_data(spec).plot) == json.loads(json.dumps(spec))
+    empty = go.Figure(history_figure(LiveState(started=0.0), LABELS, now=0.0, seconds=20))
     assert len(empty.data) == 0 and "No face" in empty.layout.annotations[0].text
 
 
@@ -195,7 +198,7 @@ def test_the_tabs_handler_follows_both_people_of_a_real_clip(clip_frames):
     assert "2 people in view" in status and "smoothed" in status
     drawn = [c for c in charts if not isinstance(c, type(gr.skip()))]
     assert 4 <= len(drawn) <= 7  # 2.4 s of frames, a chart every 0.5 s: not every frame
-    assert len(drawn[-1].data) == 2 * 8
+    assert len(json.loads(drawn[-1].plot)["data"]) == 2 * 8
     assert all(len(state.history_of(p)[0]) == 6 for p in (1, 2))  # a point per 0.25 s at most: every other frame
 
 

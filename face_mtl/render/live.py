@@ -4,13 +4,16 @@ image, the per-person chart of the last seconds. Pure functions; nothing is writ
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
+import plotly.io as pio
+from gradio.components.plot import PlotData
 from PIL import Image
 
 from ..live import LiveFace, LiveState
@@ -55,18 +58,26 @@ def _rgb(color: tuple[int, int, int]) -> str:
     return f"rgb({color[0]},{color[1]},{color[2]})"
 
 
-def history_figure(state: LiveState, labels: Sequence[str], now: float, seconds: float) -> go.Figure:
+@functools.lru_cache(maxsize=1)
+def _white_template() -> dict[str, Any]:
+    # The other tabs' look (plotly_white), expanded once: plotly.js knows no template names.
+    return pio.templates["plotly_white"].to_plotly_json()
+
+
+def history_figure(state: LiveState, labels: Sequence[str], now: float, seconds: float) -> dict[str, Any]:
     """One row per person (the MAX_CHART_PEOPLE most recent), their smoothed emotion
     probabilities over the last ``seconds`` seconds (x: seconds before ``now``), one line per
-    emotion in the image's colours. Built from plain dicts: Plotly's subplot helpers cost more
-    than a live frame."""
+    emotion in the image's colours. Returns a Plotly figure as a plain dict ({"data", "layout"}:
+    ``go.Figure(spec)`` builds it; ``plot_data`` hands it to gr.Plot). Why not a go.Figure:
+    validating one costs 100-300 ms, more than a live frame."""
     people = state.charted_people()[-MAX_CHART_PEOPLE:]
     if not people:
-        figure = go.Figure()
-        figure.add_annotation(text="No face yet: look into the camera", showarrow=False, font={"size": 15})
-        figure.update_layout(height=160, xaxis={"visible": False}, yaxis={"visible": False},
-                             margin={"l": 10, "r": 10, "t": 10, "b": 10})
-        return figure
+        return {"data": [], "layout": {
+            "template": _white_template(), "height": 160, "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+            "xaxis": {"visible": False}, "yaxis": {"visible": False},
+            "annotations": [{"text": "No face yet: look into the camera", "showarrow": False,
+                             "font": {"size": 15}, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5}],
+        }}  # fmt: skip
     rows = len(people)
     gap = 0.08 if rows > 1 else 0.0
     height = (1.0 - gap * (rows - 1)) / rows
@@ -88,11 +99,16 @@ def history_figure(state: LiveState, labels: Sequence[str], now: float, seconds:
                 "hovertemplate": f"Person {person} · {label}: %{{y:.0%}}<extra></extra>",
             })
     layout.update(
-        template="plotly_white",
+        template=_white_template(),
         height=70 + CHART_ROW_HEIGHT * rows,
         margin={"l": 60, "r": 10, "t": 40, "b": 40},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
         uirevision="live",  # keeps the user's zoom and legend choices across redraws
     )
     layout[f"xaxis{'' if rows == 1 else rows}"]["title"] = {"text": "seconds ago"}
-    return go.Figure({"data": traces, "layout": layout}, skip_invalid=True)
+    return {"data": traces, "layout": layout}
+
+
+def plot_data(spec: dict[str, Any]) -> PlotData:
+    """A figure dict as gr.Plot's value, serialised once without Plotly's validation."""
+    return PlotData(type="plotly", plot=json.dumps(spec))

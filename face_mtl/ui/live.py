@@ -29,7 +29,7 @@ from ..live import (
     live_detector,
     with_chart_drawn,
 )
-from ..render.live import annotate_live, frame_html, history_figure
+from ..render.live import annotate_live, frame_html, history_figure, plot_data
 
 # The camera offers a frame this often; Gradio keeps only the newest frame a stream was sent
 # and the handler takes it when the previous one is done, so slow frames are dropped, not
@@ -93,7 +93,7 @@ def make_live_step(
         state = result.state
         chart = gr.skip()  # the chart is redrawn a few times a second, not every frame
         if chart_due(state, now, settings):
-            chart = history_figure(state, labels, now, settings.history_seconds)
+            chart = plot_data(history_figure(state, labels, now, settings.history_seconds))
             state = with_chart_drawn(state, now)
         html = frame_html(annotate_live(result.image, result.faces), result.faces)
         return html, chart, live_status(state, now, analyzer.limits), state
