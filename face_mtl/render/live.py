@@ -86,7 +86,8 @@ def history_figure(state: LiveState, labels: Sequence[str], now: float, seconds:
         times, values = state.history_of(person)
         axis = "" if row == 0 else str(row + 1)
         top = 1.0 - row * (height + gap)
-        layout[f"yaxis{axis}"] = {"domain": [top - height, top], "range": [0, 1], "tickformat": ".0%",
+        domain = [max(0.0, round(top - height, 6)), min(1.0, round(top, 6))]  # float error leaves [0, 1]
+        layout[f"yaxis{axis}"] = {"domain": domain, "range": [0, 1], "tickformat": ".0%",
                                   "title": {"text": f"Person {person}"}}
         layout[f"xaxis{axis}"] = {"range": [-seconds, 0], "anchor": f"y{axis}", "showticklabels": row == rows - 1}
         x = np.round(times - now, 2).tolist()
