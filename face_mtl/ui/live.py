@@ -156,4 +156,4 @@ def live_tab(analyzer: FaceAnalyzer, settings: LiveSettings | None = None) -> No
         show_progress="hidden",
         api_visibility="private",
     ).then(end_live_session(limits), inputs=session, outputs=[status, session, ended_at], queue=False,
-           api_visibility="private")
+           show_progress="hidden", api_visibility="private")
