@@ -122,10 +122,13 @@ def wait_for_faces(page, timeout: int = FIRST_FRAME_TIMEOUT_MS) -> None:
 
 def shown_frame(page) -> tuple[np.ndarray, list]:
     """The annotated frame the page shows (decoded from its data URL) and its boxes."""
-    frame = page.locator("#live-frame .live-frame")
-    src = frame.locator("img").get_attribute("src")
+    # One read of both: the block is replaced with every frame, and people move between frames.
+    src, boxes = page.evaluate(
+        "() => { const f = document.querySelector('#live-frame .live-frame');"
+        " return [f.querySelector('img').src, f.dataset.boxes]; }"
+    )
     image = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB")
-    return np.asarray(image), json.loads(frame.get_attribute("data-boxes"))
+    return np.asarray(image), json.loads(boxes)
 
 
 def frames_so_far(page) -> int:

@@ -101,8 +101,8 @@ def history_figure(state: LiveState, labels: Sequence[str], now: float, seconds:
             })
     layout.update(
         template=_white_template(),
-        height=70 + CHART_ROW_HEIGHT * rows,
-        margin={"l": 60, "r": 10, "t": 40, "b": 40},
+        height=100 + CHART_ROW_HEIGHT * rows,
+        margin={"l": 60, "r": 10, "t": 70, "b": 40},  # room for the legend under the label
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
         uirevision="live",  # keeps the user's zoom and legend choices across redraws
     )
