@@ -1,4 +1,4 @@
-"""The face_mtl Gradio app: Photo, Video, Compare and About tabs. UI wiring only; the logic is in face_mtl.
+"""The face_mtl Gradio app: Photo, Video, Live, Compare and About tabs. UI wiring only; the logic is in face_mtl.
 
 Run ``python app.py`` (serves on $GRADIO_SERVER_NAME:$GRADIO_SERVER_PORT, default
 127.0.0.1:7860) or ``python app.py --share`` for a temporary public link.
@@ -25,6 +25,7 @@ from face_mtl.ui import (
     on_gpu,
 )
 from face_mtl.ui.compare import clear_compare_outputs, make_compare_faces
+from face_mtl.ui.live import live_tab
 from face_mtl.ui.photo import clear_outputs, empty_table, example_photos, export_results, make_analyze_image
 from face_mtl.ui.video import make_analyze_video
 
@@ -151,6 +152,9 @@ def build_app(analyzer: FaceAnalyzer) -> gr.Blocks:
                 clip_json.render()
                 clip_csv.render()
             clip_button.click(analyze_clip, inputs=clip, outputs=clip_outputs, api_name="analyze_video")
+
+        with gr.Tab("Live", id="live"):
+            live_tab(analyzer)
 
         with gr.Tab("Compare", id="compare"):
             gr.Markdown(COMPARE_INTRO)

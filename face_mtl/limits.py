@@ -31,7 +31,9 @@ class Limits:
     decode to gigabytes). ``max_faces``: faces analysed per photo, the largest kept.
     ``max_clip_seconds``, ``max_clip_frames`` (frames in the clip at its own rate, all of which
     ffmpeg decodes) and ``max_clip_side`` (longer side of a frame, pixels) bound a clip's cost
-    before any work. ``math.inf`` lifts a limit (not settable from the environment)."""
+    before any work. ``max_live_seconds`` is how long one live camera session runs (the stream's
+    ``time_limit``, seconds) and ``max_live_sessions`` how many run at once; others wait in line.
+    ``math.inf`` lifts a limit (not settable from the environment; not for the live ones)."""
 
     max_upload_mb: float = 25
     max_pixels: float = 50_000_000
@@ -39,6 +41,9 @@ class Limits:
     max_clip_seconds: float = 60.0
     max_clip_frames: float = 3600  # a minute at 60 fps
     max_clip_side: float = 4096  # 4K (3840x2160) fits
+    # One live session costs about one CPU core while it runs, so a 2-core server serves two.
+    max_live_seconds: float = 60.0
+    max_live_sessions: int = 2
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -67,7 +72,7 @@ class Limits:
                 raise ValueError(f"{variable}={text!r}: not a number") from None
             if not (math.isfinite(number) and number > 0):
                 raise ValueError(f"{variable}={text!r}: must be a positive number")
-            values[name] = int(number) if name == "max_faces" else number
+            values[name] = int(number) if name in INTEGER_FIELDS else number
         return cls(**values)
 
 
@@ -79,7 +84,10 @@ ENVIRONMENT = {
     "max_clip_seconds": "FACE_MTL_MAX_CLIP_SECONDS",
     "max_clip_frames": "FACE_MTL_MAX_CLIP_FRAMES",
     "max_clip_side": "FACE_MTL_MAX_CLIP_SIDE",
+    "max_live_seconds": "FACE_MTL_MAX_LIVE_SECONDS",
+    "max_live_sessions": "FACE_MTL_MAX_LIVE_SESSIONS",
 }
+INTEGER_FIELDS = ("max_faces", "max_live_sessions")  # counts: "2.0" in the environment means 2
 
 
 @functools.lru_cache(maxsize=1)

@@ -283,6 +283,29 @@ def test_app_wiring(analyzer, monkeypatch, tmp_path):
     assert set(clip_input.sources) == {"upload", "webcam"}
 
 
+
+def test_live_tab_wiring(analyzer, monkeypatch, tmp_path):
+    from face_mtl.ui.live import STATE_TTL_S, STREAM_EVERY
+
+    monkeypatch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path / "examples_cache"))
+    limited = FaceAnalyzer(device="cpu", limits=Limits(max_live_seconds=30, max_live_sessions=3))
+    demo = load_app_module().build_app(limited)
+    stream = next(f for f in demo.fns.values() if f.connection == "stream")
+    # The session limits are the analyzer's (FACE_MTL_MAX_LIVE_*), and the stream is not an API.
+    assert (stream.time_limit, stream.concurrency_limit, stream.stream_every) == (30, 3, STREAM_EVERY)
+    assert stream.concurrency_id == "live" and stream.api_name not in demo.get_api_info()["named_endpoints"]
+    camera = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "live-camera")
+    assert camera.sources == ["webcam"] and camera.streaming and camera.type == "numpy"
+    # Per-viewer state in a gr.State that Gradio deletes when idle, never a module global.
+    session, ended_at = [b for b in stream.inputs if isinstance(b, gr.State)]
+    assert session.value is None and session.time_to_live == STATE_TTL_S and ended_at.value is None
+    # The live view shares the loaded model; the analyzer the other tabs use keeps its settings.
+    (view,) = [c.cell_contents for c in stream.fn.__closure__
+               if isinstance(c.cell_contents, FaceAnalyzer) and c.cell_contents is not limited]
+    assert view.model is limited.model and view.test_time_flip is False
+    assert limited.test_time_flip is limited.config.test_time_flip
+
+
 # --- Compare tab ------------------------------------------------------------------------------
 
 

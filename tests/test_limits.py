@@ -27,6 +27,14 @@ def test_defaults_and_environment_variables():
     assert set(ENVIRONMENT) == {f.name for f in Limits.__dataclass_fields__.values()}
 
 
+def test_live_limits_come_from_the_environment():
+    limits = Limits.from_environ({"FACE_MTL_MAX_LIVE_SECONDS": "45", "FACE_MTL_MAX_LIVE_SESSIONS": "3.0"})
+    assert (limits.max_live_seconds, limits.max_live_sessions) == (45.0, 3)
+    assert isinstance(limits.max_live_sessions, int)  # Gradio's concurrency_limit wants a count
+    with pytest.raises(ValueError, match="FACE_MTL_MAX_LIVE_SESSIONS"):
+        Limits.from_environ({"FACE_MTL_MAX_LIVE_SESSIONS": "0"})
+
+
 @pytest.mark.parametrize("value", ["", "  "])
 def test_empty_variables_keep_the_default(value):
     assert Limits.from_environ({"FACE_MTL_MAX_FACES": value}) == Limits()

@@ -97,13 +97,22 @@ def _padding(size: int) -> int:
 
 
 def layout_label(text: str, size: int, max_width: int) -> LabelLayout:
-    """Fit ``text`` into ``max_width`` pixels: shrink the font down to MIN_FONT, then wrap."""
-    while size > MIN_FONT and _text_width(text, _font(size)) + 2 * _padding(size) > max_width:
+    """Fit ``text`` into ``max_width`` pixels: shrink the font down to MIN_FONT, then wrap.
+    A newline in ``text`` always starts a new line."""
+    paragraphs = text.split("\n")
+
+    def widest(font: ImageFont.FreeTypeFont) -> int:
+        return max(_text_width(p, font) for p in paragraphs)
+
+    while size > MIN_FONT and widest(_font(size)) + 2 * _padding(size) > max_width:
         size = max(MIN_FONT, int(size * 0.85))
     font, padding = _font(size), _padding(size)
-    lines = [text]
-    if _text_width(text, font) + 2 * padding > max_width:
-        lines = _wrap(text, font, max_width - 2 * padding)
+    lines = []
+    for paragraph in paragraphs:
+        if _text_width(paragraph, font) + 2 * padding > max_width:
+            lines.extend(_wrap(paragraph, font, max_width - 2 * padding))
+        else:
+            lines.append(paragraph)
     ascent, descent = font.getmetrics()
     width = min(max_width, max(_text_width(line, font) for line in lines) + 2 * padding)
     return LabelLayout(tuple(lines), size, width, (ascent + descent) * len(lines) + 2 * padding, padding)

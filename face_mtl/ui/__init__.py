@@ -203,6 +203,11 @@ about the person.
   groups of people (see the model card).
 
 {comparing_markdown(config)}
+**Live camera (Live tab).** Frames from your camera are analysed in memory as they arrive and
+dropped at once; the labels and chart are averaged over the last moments so that they do not
+flicker. Nothing of a live stream is stored, and a session's people and chart are forgotten
+when it ends.
+
 Do not use these outputs to make decisions about people (hiring, admission, policing, access,
 credit, or anything similar). Uploaded photos and results are not kept: the server deletes its
 temporary copies after about an hour.
