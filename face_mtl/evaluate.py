@@ -34,8 +34,11 @@ def emotion_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, 
     recall = {
         EMOTIONS[c]: (float(confusion[c, c] / totals[c]) if totals[c] else None) for c in range(k)
     }
+    present = [r for r in recall.values() if r is not None]
     return {
         "accuracy": float((truth == predicted).mean()) if len(truth) else None,
+        # The mean class recall: what a classifier that leans towards frequent classes loses.
+        "balanced_accuracy": float(np.mean(present)) if present else None,
         "count": int(len(truth)),
         "recall": recall,
         "confusion": {"labels": list(EMOTIONS), "matrix": confusion.tolist()},
@@ -48,6 +51,31 @@ def age_mae(predicted_years: np.ndarray, true_years: np.ndarray) -> float:
 
 def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float((np.asarray(probabilities).argmax(axis=1) == np.asarray(labels)).mean())
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
+    """Area under the ROC curve: the chance that a random positive scores above a random
+    negative (ties count half; Mann-Whitney). None without both kinds."""
+    scores, positive = np.asarray(scores, np.float64), np.asarray(positive, bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if not n_pos or not n_neg:
+        return None
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def wild_figures(outputs: dict[str, np.ndarray], faces) -> dict[str, Any]:
+    """Gender accuracy (CelebA's ``male``) and the AUC of P(happiness) against CelebA's
+    ``smiling`` on a CropSet of celeba_wild faces (``predict_cached`` outputs)."""
+    labelled = faces.smiling >= 0
+    happiness = outputs["emotion"][:, EMOTIONS.index("happiness")]
+    return {
+        "gender_accuracy": accuracy(outputs["gender"], faces.gender),
+        "smiling_auc": roc_auc(happiness[labelled], faces.smiling[labelled] == 1),
+        "count": int(len(faces)),
+    }
 
 
 def verification_pairs(identities: np.ndarray, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -172,11 +200,16 @@ class PairScores:
 def pair_scores(model, config, people, device: str = "cpu", seed: int = 0) -> PairScores:
     """Embed a CropSet of people never trained on and score VERIFICATION_PAIRS same-person and
     as many different-person pairs (seeded)."""
-    embeddings = predict_cached(model, people.crops, config, device)["embedding"]
-    pairs, is_same = verification_pairs(people.identity, VERIFICATION_PAIRS, seed)
+    return scores_of_embeddings(predict_cached(model, people.crops, config, device)["embedding"], people.identity, seed)
+
+
+def scores_of_embeddings(embeddings: np.ndarray, identities: np.ndarray, seed: int = 0) -> PairScores:
+    """``pair_scores`` of embeddings already computed (N x D unit rows, N identities)."""
+    identities = np.asarray(identities)
+    pairs, is_same = verification_pairs(identities, VERIFICATION_PAIRS, seed)
     similarities = (embeddings[pairs[:, 0]] * embeddings[pairs[:, 1]]).sum(axis=1)
-    return PairScores(similarities, is_same, int(len(np.unique(people.identity))), int(len(people)), seed,
-                      embeddings=embeddings, identities=np.asarray(people.identity))
+    return PairScores(similarities, is_same, int(len(np.unique(identities))), int(len(identities)), seed,
+                      embeddings=embeddings, identities=identities)
 
 
 def evaluate_splits(model, config, splits: dict, device: str = "cpu", fer_labels: np.ndarray | None = None,
@@ -200,11 +233,18 @@ def evaluate_splits(model, config, splits: dict, device: str = "cpu", fer_labels
     if "ferplus_tight_val" in splits:  # the same images, framed by MTCNN's tight box
         tight_out = predict_cached(model, splits["ferplus_tight_val"].crops, config, device)
         framings["ferplus_tight"] = emotion_metrics(tight_out["emotion"], fer_labels)
+    wild = {}
+    if len(splits.get("celeba_wild_val", ())):  # small colour in-the-wild faces of people never trained on
+        people = splits["celeba_wild_val"]
+        wild_out = predict_cached(model, people.crops, config, device)
+        wild_scores = scores_of_embeddings(wild_out["embedding"], people.identity)
+        wild["celeba_wild"] = {**wild_figures(wild_out, people), "identity": verification_report(wild_scores)}
     return {
         "ferplus": emotion_metrics(fer_out["emotion"], fer_labels),
         **framings,
         "utkface": {**attribute_figures(utk_out, utk), "count": int(len(utk))},
         "identity": verification_report(identity or pair_scores(model, config, splits["celeba_val"], device)),
+        **wild,
     }
 
 
@@ -278,6 +318,13 @@ def headline(report: dict[str, Any]) -> dict[str, float]:
     }
     if "ferplus_tight" in report:  # expression on MTCNN-framed faces, beside the targets
         figures["ferplus_tight_accuracy"] = report["ferplus_tight"]["accuracy"]
+    if report["ferplus"].get("balanced_accuracy") is not None:
+        figures["ferplus_balanced_accuracy"] = report["ferplus"]["balanced_accuracy"]
+    if "celeba_wild" in report:
+        wild = report["celeba_wild"]
+        figures["wild_verification_accuracy"] = wild["identity"]["accuracy"]
+        figures["wild_gender_accuracy"] = wild["gender_accuracy"]
+        figures["wild_smiling_auc"] = wild["smiling_auc"]
     return figures
 
 

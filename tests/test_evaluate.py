@@ -17,6 +17,7 @@ from face_mtl.evaluate import (
     age_mae,
     emotion_metrics,
     ferplus_val_labels,
+    roc_auc,
     verification_accuracy,
     verification_pairs,
 )
@@ -80,8 +81,17 @@ def test_emotion_accuracy_recall_and_confusion_by_hand():
     assert metrics["count"] == 4 and metrics["accuracy"] == 0.75
     assert metrics["recall"]["sadness"] == 0.5 and metrics["recall"]["happiness"] == 1.0
     assert metrics["recall"]["anger"] is None
+    # The mean recall over the classes present: happiness 1, sadness 0.5, neutral 1.
+    assert abs(metrics["balanced_accuracy"] - 2.5 / 3) < 1e-12
     matrix = np.array(metrics["confusion"]["matrix"])
     assert matrix[sad, happy] == 1 and matrix[sad, sad] == 1 and matrix.sum() == 4
+
+
+def test_roc_auc_by_hand():
+    # Positives 0.9 and 0.4, negatives 0.5 and 0.1: of the 4 pairs, 3 ranked right.
+    assert roc_auc(np.array([0.9, 0.4, 0.5, 0.1]), np.array([1, 1, 0, 0])) == 0.75
+    assert roc_auc(np.array([0.5, 0.5]), np.array([1, 0])) == 0.5  # a tie counts half
+    assert roc_auc(np.array([0.3, 0.2]), np.array([1, 1])) is None  # no negatives
 
 
 def test_age_mae_by_hand():

@@ -160,3 +160,35 @@ def test_reference_loss_is_zero_where_the_student_predicts_what_the_reference_di
     assert "reference" not in multitask_loss(outputs, batch, CosFaceHead(8, 2), {**weights, "reference": 0.0}, None)
     no_targets = {**batch, "reference": torch.zeros(n, 0)}
     assert "reference" not in multitask_loss(outputs, no_targets, CosFaceHead(8, 2), weights, None)
+
+
+def test_smiling_loss_is_the_binary_cross_entropy_of_p_happiness():
+    from face_mtl.config import EMOTIONS
+    from face_mtl.train.losses import smiling_loss
+
+    logits = torch.randn(3, len(EMOTIONS))
+    p_happy = logits.softmax(dim=1)[:, EMOTIONS.index("happiness")]
+    smiling = torch.tensor([1, 0, 1])
+    expected = -(torch.log(p_happy[0]) + torch.log(1 - p_happy[1]) + torch.log(p_happy[2])) / 3
+    assert abs(smiling_loss(logits, smiling).item() - expected.item()) < 1e-5
+
+
+def test_logit_offset_shifts_only_the_expression_loss():
+    from face_mtl.train.losses import CosFaceHead, multitask_loss
+
+    n = 2
+    outputs = {"emotion": torch.zeros(n, 8), "age": torch.zeros(n, 101), "gender": torch.zeros(n, 2),
+               "ethnicity": torch.zeros(n, 5), "embedding": torch.zeros(n, 8)}
+    target = torch.zeros(n, 8)
+    target[:, 0] = 1.0
+    batch = {"emotion": target, "age": torch.full((n,), float("nan")), "gender": torch.full((n,), -1),
+             "ethnicity": torch.full((n,), -1), "identity": torch.full((n,), -1), "teacher": torch.zeros(n, 8)}
+    weights = {"emotion": 1.0}
+    plain = multitask_loss(outputs, batch, CosFaceHead(8, 2), weights, None)["emotion"].item()
+    assert abs(plain - math.log(8)) < 1e-5
+    # Raising class 0's logit inside the loss (a frequent class's log prior) lowers its loss:
+    # the head itself then learns less of a lean towards that class.
+    offset = torch.zeros(8)
+    offset[0] = 1.0
+    shifted = multitask_loss(outputs, batch, CosFaceHead(8, 2), weights, None, offset)["emotion"].item()
+    assert abs(shifted - (math.log(7 + math.e) - 1.0)) < 1e-5

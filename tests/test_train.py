@@ -13,7 +13,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from face_mtl import FaceAnalyzer
-from face_mtl.data.sets import FERPLUS_COLUMNS, build_splits, crop_cache_complete, split_of
+from face_mtl.data.sets import FERPLUS_COLUMNS, build_splits, crop_cache_complete, split_of, wild_part
 from face_mtl.train import TrainSettings, train
 from face_mtl.train.loop import snapshot_dir
 from face_mtl.train.persist import persist_run
@@ -73,6 +73,27 @@ def tiny_data(tmp_path_factory, astronaut_path, grace_hopper_path) -> Path:
         writer = csv.DictWriter(handle, ["file", "identity"])
         writer.writeheader()
         writer.writerows(rows)
+
+    # celeba_wild: small aligned-style photos (89x109) of people not in celeba_ids, two of them
+    # trained on and two held out, labelled male and smiling like CelebA's attribute file.
+    wild = root / "celeba_wild"
+    (wild / "images").mkdir(parents=True)
+    wild_train = [i for i in range(1000, 2000) if wild_part(i, set(), 0.1) == "train"][:2]
+    wild_val = [i for i in range(1000, 2000) if wild_part(i, set(), 0.1) == "val"][:2]
+    rows = []
+    for k, view in enumerate(astronaut + grace):
+        people = wild_train if k % 2 else wild_val
+        name = f"{k + 100:06d}.jpg"
+        face = Image.fromarray(view).resize((50, 50))
+        photo = Image.new("RGB", (89, 109), (128, 128, 128))
+        photo.paste(face, (20, 30))
+        photo.save(wild / "images" / name)
+        rows.append({"file": name, "identity": people[k // 6], "celeba_partition": 0,
+                     "male": 0, "smiling": int(k < 6)})
+    with open(wild / "labels.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["file", "identity", "celeba_partition", "male", "smiling"])
+        writer.writeheader()
+        writer.writerows(rows)
     return root
 
 
@@ -82,6 +103,7 @@ def test_tiny_training_lowers_loss_and_exports_loadable_weights(tiny_data, tmp_p
         backbone="mobilenetv4_conv_small", input_size=64, epochs=5, max_steps=3, lr=2e-3,
         warmup_epochs=0.0, ema_decay=0.5, batch_emotion=4, batch_utk=4, batch_identity=4, device="cpu",
         bn_recalibration_batches=5, embedding_head="pca", loss_teacher=2.0, prefetch_batches=2, snapshot_every=2,
+        loss_smiling=1.0, emotion_logit_adjustment=0.5,
     )
     # Identity teacher descriptors for the cached CelebA training faces (random directions
     # stand in for dlib's: the loop only needs the cache in the crop cache's order).
@@ -102,12 +124,15 @@ def test_tiny_training_lowers_loss_and_exports_loadable_weights(tiny_data, tmp_p
     assert 0.0 <= chosen["verification"]["pca"] <= 1.0
     assert history[-1]["train_loss"]["total"] < history[0]["train_loss"]["total"]
     assert "teacher" in history[-1]["train_loss"]
+    assert "smiling" in history[-1]["train_loss"]  # celeba_wild's smiling labels reach the loss
     assert set(history[-1]["val"]) == {"ferplus_accuracy", "ferplus_tight_accuracy", "age_mae", "gender_accuracy",
-                                       "ethnicity_accuracy", "verification_accuracy"}
+                                       "ethnicity_accuracy", "verification_accuracy", "ferplus_balanced_accuracy",
+                                       "wild_verification_accuracy", "wild_gender_accuracy", "wild_smiling_auc"}
     # Crops were cached once: the cache holds every split, detections are cached beside it.
-    assert len(list((tmp_path / "cache" / "crops64").glob("*.npz"))) == 7
+    assert len(list((tmp_path / "cache" / "crops64").glob("*.npz"))) == 9
     assert {p.stem for p in (tmp_path / "cache" / "boxes").glob("*.npz")} == {
-        "utk_train", "utk_val", "celeba_train", "celeba_val", "ferplus_tight_val"}
+        "utk_train", "utk_val", "celeba_train", "celeba_val", "ferplus_tight_val", "celeba_wild_train",
+        "celeba_wild_val"}
 
     # --snapshot-every 2 kept the EMA weights validated after epochs 2 and 4, and the last
     # epoch's (5), each with its figures.
@@ -282,7 +307,7 @@ def test_another_input_size_reuses_the_cached_detections(tiny_data, tmp_path, mo
 
     first = build_splits(tiny_data, tmp_path, 64)
     assert tuple(first) == ("ferplus_train", "ferplus_val", "ferplus_tight_val", "utk_train", "utk_val",
-                            "celeba_train", "celeba_val")
+                            "celeba_train", "celeba_val", "celeba_wild_train", "celeba_wild_val")
     assert crop_cache_complete(tmp_path, 64) and not crop_cache_complete(tmp_path, 80)
 
     def no_detection(*args, **kwargs):
@@ -292,6 +317,7 @@ def test_another_input_size_reuses_the_cached_detections(tiny_data, tmp_path, mo
     second = build_splits(tiny_data, tmp_path, 80)
     assert second["utk_train"].crops.shape[1:] == (96, 96, 3)  # 80 px inside a 10 % margin
     assert len(second["utk_train"]) == len(first["utk_train"]) and len(second["celeba_val"]) == len(first["celeba_val"])
+    assert len(second["celeba_wild_val"]) == len(first["celeba_wild_val"]) > 0
     np.testing.assert_array_equal(second["utk_train"].age, first["utk_train"].age)
 
 

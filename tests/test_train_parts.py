@@ -283,9 +283,12 @@ def test_flatness_sets_each_figures_change_against_its_sampling_noise(tmp_path):
     # The counts come from exported weights' validation report; a run folder has none.
     (tmp_path / "config.json").write_text(json.dumps({"metrics": {"validation": {
         "ferplus": {"accuracy": 0.8, "count": 3427}, "utkface": {"age_mae": 5.0, "count": 2074},
-        "identity": {"accuracy": 0.84, "pairs": 6000}}}}))
+        "identity": {"accuracy": 0.84, "pairs": 6000},
+        "celeba_wild": {"count": 816, "identity": {"accuracy": 0.8, "pairs": 1200}}}}}))
     assert validation_counts(tmp_path) == {"ferplus_accuracy": 3427, "age_mae": 2074, "gender_accuracy": 2074,
-                                           "ethnicity_accuracy": 2074, "verification_accuracy": 6000}
+                                           "ethnicity_accuracy": 2074, "verification_accuracy": 6000,
+                                           "ferplus_balanced_accuracy": 3427, "wild_verification_accuracy": 1200,
+                                           "wild_gender_accuracy": 816, "wild_smiling_auc": 816}
     assert validation_counts(tmp_path / "missing") == {}
 
 

@@ -55,10 +55,14 @@ class CropSet:
     # N x K float32 a reference network's attribute probabilities (train/reference.py); K = 0:
     # none. Omitted (None) when built, it becomes N x 0.
     reference: np.ndarray | None = None
+    # N int64 CelebA's "smiling" attribute: 1 smiling, 0 not, -1 no label (None: all -1).
+    smiling: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.reference is None:
             object.__setattr__(self, "reference", np.zeros((len(self.crops), 0), np.float32))
+        if self.smiling is None:
+            object.__setattr__(self, "smiling", np.full(len(self.crops), -1, np.int64))
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -80,6 +84,11 @@ class CropSet:
 
     def with_reference(self, targets: np.ndarray) -> "CropSet":
         return CropSet(**{**self.__dict__, "reference": targets.astype(np.float32)})
+
+    @classmethod
+    def concat(cls, parts: list["CropSet"]) -> "CropSet":
+        """The faces of ``parts`` one after another (their reference targets must be alike wide)."""
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
 
     @classmethod
     def load(cls, path: Path) -> "CropSet":
@@ -215,9 +224,10 @@ def _cache_shape(size: int) -> tuple[int, int, int]:
     return (side, side, 3)
 
 
-def _detect_arrays(images: list[np.ndarray], batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def _detect_arrays(images: list[np.ndarray], batch: int = 32,
+                   settings: DetectorSettings = PREPROCESS_DETECTOR) -> tuple[np.ndarray, np.ndarray]:
     """Box of the largest face in each HxWx3 image; (boxes N x 4, found mask)."""
-    detector = shared_detector(PREPROCESS_DETECTOR)
+    detector = shared_detector(settings)
     boxes = np.zeros((len(images), 4), np.float32)
     found = np.zeros(len(images), bool)
     for start in tqdm(range(0, len(images), batch), desc="detecting faces", unit="batch"):
@@ -335,10 +345,98 @@ def read_celeba(items: list[tuple[Path, int]], size: int, boxes_path: Path | Non
     return CropSet(crops=crops, **labels).subset(np.flatnonzero(found))
 
 
+# --- CelebA in the wild: many people, gender and smiling -------------------------------------
+
+# The aligned 89x109 photos hold faces of about 50x60 pixels: upsampled twice, MTCNN finds
+# them with a short pyramid, and dlib's landmarks (train/teacher.py) work on the same image.
+WILD_UPSAMPLE = 2
+WILD_DETECTOR = DetectorSettings(threshold=0.7, min_face_size=40, max_faces=5)
+WILD_VAL_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class WildPhoto:
+    path: Path
+    identity: int
+    male: int
+    smiling: int
+
+
+def list_celeba_wild(folder: Path) -> list[WildPhoto]:
+    """The photos of ``celeba_wild/labels.csv`` that exist, with identity, male and smiling;
+    none where the folder is missing (data folders from before it was added)."""
+    if not (folder / "labels.csv").is_file():
+        return []
+    with open(folder / "labels.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return [
+        WildPhoto(folder / "images" / row["file"], int(row["identity"]), int(row["male"]), int(row["smiling"]))
+        for row in rows
+        if (folder / "images" / row["file"]).is_file()
+    ]
+
+
+def celeba_part(identity: int, val_fraction: float) -> str:
+    """Train or val for a ``celeba_ids`` person (a larger share held out: verification pairs)."""
+    return split_of(f"id{identity}", val_fraction * 1.6)
+
+
+def wild_part(identity: int, celeba_ids_people: set[int], val_fraction: float) -> str:
+    """Train or val, by person. People who are also in ``celeba_ids`` follow that set's split
+    (so no validation person of either set is trained on); the others by their own hash."""
+    if identity in celeba_ids_people:
+        return celeba_part(identity, val_fraction)
+    return split_of(f"wild{identity}", WILD_VAL_FRACTION)
+
+
+def wild_upsampled(path: Path) -> np.ndarray:
+    """A celeba_wild photo as RGB, WILD_UPSAMPLE times larger (bicubic): the image its box is in."""
+    image = Image.fromarray(load_image(path))
+    return np.asarray(image.resize((image.width * WILD_UPSAMPLE, image.height * WILD_UPSAMPLE), Image.BICUBIC))
+
+
+def read_celeba_wild(items: list[WildPhoto], size: int, boxes_path: Path | None = None) -> CropSet:
+    """Crops (MTCNN's box on the upsampled photo) labelled with the raw CelebA identity,
+    gender (CelebA's ``male``) and ``smiling``. The photos are aligned, so where MTCNN finds
+    no face the median of the found boxes stands in: every photo is kept."""
+    from ..config import GENDERS
+
+    def detect():
+        return _detect_arrays([wild_upsampled(item.path) for item in items], settings=WILD_DETECTOR)
+
+    boxes, found = _cached_boxes(boxes_path, [str(item.path) for item in items], detect)
+    boxes = np.where(found[:, None], boxes, np.median(boxes[found], axis=0)) if found.any() else boxes
+    crops = np.empty((len(items), *_cache_shape(size)), np.uint8)
+    for i, item in enumerate(tqdm(items, desc=f"celeba_wild at {size} px", unit="img", leave=False)):
+        crops[i] = crop_face(wild_upsampled(item.path), tuple(boxes[i]), size, CACHE_MARGIN)
+    labels = _empty_labels(len(items))
+    labels["identity"] = np.array([item.identity for item in items], np.int64)
+    labels["gender"] = np.array([GENDERS.index("male" if item.male else "female") for item in items], np.int64)
+    return CropSet(crops=crops, **labels, smiling=np.array([item.smiling for item in items], np.int64))
+
+
+def wild_boxes(cache_dir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The boxes ``read_celeba_wild`` cropped (upsampled pixels; misses given the median box)
+    and the photos' paths, in the CropSet's order."""
+    with np.load(Path(cache_dir) / "boxes" / f"{name}.npz") as data:
+        boxes, found, names = data["boxes"], data["found"], data["names"]
+    boxes = np.where(found[:, None], boxes, np.median(boxes[found], axis=0)) if found.any() else boxes
+    return boxes, names
+
+
 # --- the cache ---------------------------------------------------------------------------------
 
 
-SPLITS = ("ferplus_train", "ferplus_val", "ferplus_tight_val", "utk_train", "utk_val", "celeba_train", "celeba_val")
+SPLITS = ("ferplus_train", "ferplus_val", "ferplus_tight_val", "utk_train", "utk_val", "celeba_train", "celeba_val",
+          "celeba_wild_train", "celeba_wild_val")
+# The splits whose faces carry identities to train on (remapped together to classes 0..K-1).
+IDENTITY_TRAIN_SPLITS = ("celeba_train", "celeba_wild_train")
+
+
+def identity_faces(splits: dict[str, CropSet]) -> CropSet:
+    """The faces identity is trained on: IDENTITY_TRAIN_SPLITS one after another (their
+    identities share one class numbering: build_splits)."""
+    return CropSet.concat([splits[name] for name in IDENTITY_TRAIN_SPLITS if name in splits])
 
 
 def crop_cache_complete(cache_dir: Path, size: int) -> bool:
@@ -351,8 +449,8 @@ def build_splits(data_dir: Path, cache_dir: Path, size: int, val_fraction: float
 
     Keys: SPLITS, in its order (ferplus_tight_val holds the FER+ valid images framed as users'
     faces are: see read_ferplus_tight).
-    CelebA's val split holds people never seen in training (for verification pairs);
-    celeba_train identities are remapped to 0..K-1.
+    CelebA's val splits hold people never seen in training (for verification pairs); the
+    identities of IDENTITY_TRAIN_SPLITS are remapped together to classes 0..K-1.
     """
     boxes_dir = Path(cache_dir) / "boxes"
     cache_dir = Path(cache_dir) / f"crops{size}"
@@ -370,14 +468,20 @@ def build_splits(data_dir: Path, cache_dir: Path, size: int, val_fraction: float
     # training from complete caches needs no photos (e.g. on a machine the caches were copied to).
     utk = functools.cache(lambda: list_utkface(data_dir / "utkface" / "images"))
     celeba = functools.cache(lambda: list_celeba(data_dir / "celeba_ids"))
+    wild = functools.cache(lambda: list_celeba_wild(data_dir / "celeba_wild"))
 
     def utk_part(part: str) -> CropSet:
         items = [item for item in utk() if split_of(item[0].name, val_fraction) == part]
         return read_utkface(items, size, boxes_dir / f"utk_{part}.npz")
 
-    def celeba_part(part: str) -> CropSet:
-        items = [item for item in celeba() if split_of(f"id{item[1]}", val_fraction * 1.6) == part]
+    def celeba_split(part: str) -> CropSet:
+        items = [item for item in celeba() if celeba_part(item[1], val_fraction) == part]
         return read_celeba(items, size, boxes_dir / f"celeba_{part}.npz")
+
+    def wild_split(part: str) -> CropSet:
+        people = {identity for _, identity in celeba()}
+        items = [item for item in wild() if wild_part(item.identity, people, val_fraction) == part]
+        return read_celeba_wild(items, size, boxes_dir / f"celeba_wild_{part}.npz")
 
     builders = {
         "ferplus_train": lambda: read_ferplus(data_dir / "ferplus" / "train.npz", size),
@@ -386,14 +490,17 @@ def build_splits(data_dir: Path, cache_dir: Path, size: int, val_fraction: float
             data_dir / "ferplus" / "valid.npz", size, boxes_dir / "ferplus_tight_val.npz"),
         "utk_train": lambda: utk_part("train"),
         "utk_val": lambda: utk_part("val"),
-        "celeba_train": lambda: celeba_part("train"),
-        "celeba_val": lambda: celeba_part("val"),
+        "celeba_train": lambda: celeba_split("train"),
+        "celeba_val": lambda: celeba_split("val"),
+        "celeba_wild_train": lambda: wild_split("train"),
+        "celeba_wild_val": lambda: wild_split("val"),
     }
     splits = {name: cached(name, builders[name]) for name in SPLITS}  # SPLITS: the one list of names
-    train_ids = splits["celeba_train"].identity
-    classes = {identity: k for k, identity in enumerate(sorted(set(train_ids.tolist())))}
-    remapped = np.array([classes[i] for i in train_ids], np.int64)
-    splits["celeba_train"] = CropSet(**{**splits["celeba_train"].__dict__, "identity": remapped})
+    people = sorted({int(i) for name in IDENTITY_TRAIN_SPLITS for i in splits[name].identity})
+    classes = {identity: k for k, identity in enumerate(people)}
+    for name in IDENTITY_TRAIN_SPLITS:
+        remapped = np.array([classes[int(i)] for i in splits[name].identity], np.int64)
+        splits[name] = CropSet(**{**splits[name].__dict__, "identity": remapped})
     return splits
 
 

@@ -61,7 +61,7 @@ def recalibrate_averaged(folder: str | Path, data_dir: str | Path, cache_dir: st
     """Re-estimate the BatchNorm statistics of averaged weights over ``batches`` training
     batches (what every run does to its EMA weights at the end), in place: averaged statistics
     belong to none of the averaged weights."""
-    from ..data.sets import build_splits
+    from ..data.sets import build_splits, identity_faces
     from ..weights import load_model, save_model
     from .augment import AugmentSettings
     from .loop import Cycler, recalibrate_batchnorm, training_views
@@ -71,7 +71,7 @@ def recalibrate_averaged(folder: str | Path, data_dir: str | Path, cache_dir: st
     splits = build_splits(Path(data_dir), Path(cache_dir), config.input_size)
     defaults, generator = TrainSettings(), torch.Generator().manual_seed(seed)
     parts = [(splits["ferplus_train"], defaults.batch_emotion), (splits["utk_train"], defaults.batch_utk),
-             (splits["celeba_train"], defaults.batch_identity)]
+             (identity_faces(splits), defaults.batch_identity)]
     cyclers = [Cycler(len(crop_set), generator) for crop_set, _ in parts]
 
     def draw() -> torch.Tensor:

@@ -18,7 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..config import ModelConfig
-from ..data.sets import CropSet, attach_teacher, build_splits
+from ..data.sets import CropSet, attach_teacher, build_splits, identity_faces
 from ..evaluate import evaluate_splits, headline, pair_scores, verification_calibration
 from ..model import FaceMTLNet, cpu_has_native_bf16
 from ..weights import load_model, save_model
@@ -34,7 +34,7 @@ CHECKPOINT = "checkpoint.safetensors"
 STATE = "state.json"
 SETTINGS_FILE = "settings.json"  # the run's settings, as resumed and as persisted
 EXPORT_DIR = "export"  # the finished run's weights
-LABEL_FIELDS = ("emotion", "age", "gender", "ethnicity", "identity", "teacher", "reference")
+LABEL_FIELDS = ("emotion", "age", "gender", "ethnicity", "identity", "teacher", "reference", "smiling")
 
 
 class Cycler:
@@ -94,6 +94,14 @@ def autocast_for(device: str, precision: str):
     device_type = "cuda" if device.startswith("cuda") else "cpu"
     bf16 = precision == "bf16" or (precision == "auto" and (device_type == "cuda" or cpu_has_native_bf16()))
     return torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def emotion_logit_offset(emotion_targets: np.ndarray, tau: float) -> torch.Tensor | None:
+    """tau * log(class prior) of the expression targets (logit adjustment), None when tau is 0."""
+    if tau <= 0:
+        return None
+    prior = emotion_targets.sum(axis=0) / emotion_targets.sum()
+    return torch.tensor(tau * np.log(np.maximum(prior, 1e-4)), dtype=torch.float32)
 
 
 def emotion_class_weights(emotion_targets: np.ndarray, power: float) -> torch.Tensor:
@@ -247,7 +255,7 @@ def train(settings: TrainSettings) -> Path:
     reference_key, with_reference = (
         attach_reference(splits, settings.reference_weights, config, settings.cache_dir, device)
         if settings.loss_reference > 0 else (None, []))
-    fer, utk, celeba = splits["ferplus_train"], splits["utk_train"], splits["celeba_train"]
+    fer, utk, celeba = splits["ferplus_train"], splits["utk_train"], identity_faces(splits)
     identities = int(celeba.identity.max()) + 1
     cosface = CosFaceHead(config.embedding_size, identities)
     model.to(device).to(memory_format=torch.channels_last)
@@ -282,6 +290,8 @@ def train(settings: TrainSettings) -> Path:
                              f"{', '.join(with_reference)}")
 
     class_weights = emotion_class_weights(fer.emotion, settings.emotion_weight_power).to(device)
+    logit_offset = emotion_logit_offset(fer.emotion, settings.emotion_logit_adjustment)
+    logit_offset = logit_offset.to(device) if logit_offset is not None else None
     augment = AugmentSettings(erase_p=settings.erase_p)
     started = time.time() - state["elapsed"]
     budget = settings.max_hours * 3600
@@ -316,7 +326,7 @@ def train(settings: TrainSettings) -> Path:
         if current != teacher_files:
             teacher_files = current
             with_teacher = attach_teacher(splits, Path(settings.cache_dir), settings.teacher_target)
-            fer, utk, celeba = splits["ferplus_train"], splits["utk_train"], splits["celeba_train"]
+            fer, utk, celeba = splits["ferplus_train"], splits["utk_train"], identity_faces(splits)
             described = {name: len(splits[name].described()) for name in with_teacher}
             append_line(run_dir, f"identity teacher descriptors reread: {described}")
         model.train()
@@ -336,7 +346,7 @@ def train(settings: TrainSettings) -> Path:
                 group["lr"] = settings.lr * lr_factor(state["step"], warmup, progress)
             with autocast:
                 outputs = model(x)
-            losses = multitask_loss(outputs, labels, cosface, settings.loss_weights, class_weights)
+            losses = multitask_loss(outputs, labels, cosface, settings.loss_weights, class_weights, logit_offset)
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -417,7 +427,8 @@ def _exported_config(config, settings, state, report, splits, parent, verificati
             "ferplus_train": len(splits["ferplus_train"]),
             "utkface_train": len(splits["utk_train"]),
             "celeba_train": len(splits["celeba_train"]),
-            "celeba_train_identities": int(splits["celeba_train"].identity.max()) + 1,
+            **({"celeba_wild_train": len(splits["celeba_wild_train"])} if "celeba_wild_train" in splits else {}),
+            "celeba_train_identities": int(identity_faces(splits).identity.max()) + 1,
         },
         "licences": "UTKFace and CelebA: non-commercial research only; FER2013 images: research use; FER+ labels: MIT",
         "settings": settings.to_dict(),

@@ -24,6 +24,19 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, class_weights
     return (sample_weights * per_sample).sum() / sample_weights.sum().clamp_min(1e-8)
 
 
+def smiling_loss(emotion_logits: torch.Tensor, smiling: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of P(happiness) (the emotion head's softmax) against CelebA's
+    ``smiling`` attribute (1/0): colour in-the-wild faces that FER+'s grey crops lack."""
+    from ..config import EMOTIONS
+
+    log_p = F.log_softmax(emotion_logits.float(), dim=1)
+    happy = EMOTIONS.index("happiness")
+    log_happy = log_p[:, happy]
+    log_other = torch.logsumexp(torch.cat([log_p[:, :happy], log_p[:, happy + 1 :]], dim=1), dim=1)
+    target = smiling.float()
+    return -(target * log_happy + (1 - target) * log_other).mean()
+
+
 def age_loss(logits: torch.Tensor, years: torch.Tensor, sigma: float = 2.5, l1_weight: float = 0.05) -> torch.Tensor:
     """Distribution over whole years: CE against a Gaussian around the true age + L1 of the mean."""
     bins = torch.arange(logits.shape[1], dtype=torch.float32, device=logits.device)
@@ -83,14 +96,23 @@ def reference_loss(outputs: dict[str, torch.Tensor], targets: torch.Tensor, head
     return total
 
 
-def multitask_loss(outputs, batch, cosface: CosFaceHead, weights: dict[str, float], emotion_class_weights) -> dict[str, torch.Tensor]:
-    """Per-task losses over the samples that carry each label, and their weighted ``total``."""
+def multitask_loss(outputs, batch, cosface: CosFaceHead, weights: dict[str, float], emotion_class_weights,
+                   emotion_logit_offset: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Per-task losses over the samples that carry each label, and their weighted ``total``.
+
+    ``emotion_logit_offset``: added to the emotion logits inside the expression loss only
+    (logit adjustment, Menon et al. 2021: tau * log(class prior)), so that the head's own
+    logits learn to lean less towards the frequent classes."""
     losses: dict[str, torch.Tensor] = {}
     has_emotion = batch["emotion"].sum(dim=1) > 0
     if has_emotion.any():
-        losses["emotion"] = soft_cross_entropy(
-            outputs["emotion"][has_emotion], batch["emotion"][has_emotion], emotion_class_weights
-        )
+        logits = outputs["emotion"][has_emotion].float()
+        if emotion_logit_offset is not None:
+            logits = logits + emotion_logit_offset
+        losses["emotion"] = soft_cross_entropy(logits, batch["emotion"][has_emotion], emotion_class_weights)
+    has_smiling = batch["smiling"] >= 0 if "smiling" in batch else None
+    if weights.get("smiling", 0.0) > 0 and has_smiling is not None and has_smiling.any():
+        losses["smiling"] = smiling_loss(outputs["emotion"][has_smiling], batch["smiling"][has_smiling])
     has_age = ~torch.isnan(batch["age"])
     if has_age.any():
         losses["age"] = age_loss(outputs["age"][has_age], batch["age"][has_age])

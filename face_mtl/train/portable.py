@@ -24,7 +24,7 @@ from ..data.sets import CropSet
 TILE_MULTIPLE = 16  # the JPEG block grid of 4:2:0 colour (8 for grayscale)
 MOSAIC_COLUMNS = 64
 ROWS_PER_MOSAIC = 128  # each mosaic at most 64 x 128 tiles (under PIL's decompression-bomb warning)
-LABEL_FIELDS = ("emotion", "age", "gender", "ethnicity", "identity")
+LABEL_FIELDS = ("emotion", "age", "gender", "ethnicity", "identity", "smiling")
 
 
 def _tile_side(side: int) -> int:
@@ -94,7 +94,7 @@ def unpack_split(path: Path) -> tuple[CropSet, bool]:
     with np.load(path) as data:
         crops = decode_crops([data[f"mosaic{i}"].tobytes() for i in range(int(data["mosaics"]))],
                              int(data["count"]), int(data["side"]), bool(data["gray"]))
-        labels = {f: data[f] for f in LABEL_FIELDS}
+        labels = {f: data[f] for f in LABEL_FIELDS if f in data}  # packs from before "smiling" lack it
         has_teacher = "teacher_int8" in data
         if has_teacher:
             directions = data["teacher_int8"].astype(np.float32)

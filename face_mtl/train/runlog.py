@@ -20,6 +20,10 @@ FIGURES = {  # validation figures the loop logs -> column titles
     "gender_accuracy": "gender",
     "ethnicity_accuracy": "ethnicity",
     "verification_accuracy": "verification",
+    "ferplus_balanced_accuracy": "FER+ mean recall",
+    "wild_verification_accuracy": "wild verification",
+    "wild_gender_accuracy": "wild gender",
+    "wild_smiling_auc": "smiling AUC",
 }
 
 
@@ -77,9 +81,14 @@ def lineage(runs: list[str], start_hours: float = 0.0) -> list[dict]:
 
 LOWER_IS_BETTER = {"age_mae"}
 # Where each figure's sample count sits in config.json's metrics.validation (face-mtl eval's report).
+# Where each figure's sample size sits in a validation report (a path of keys). The mean class
+# recall's noise from the whole count understates it: its rare classes have a few dozen faces.
 COUNT_PATHS = {"ferplus_accuracy": ("ferplus", "count"), "ferplus_tight_accuracy": ("ferplus_tight", "count"),
                "age_mae": ("utkface", "count"), "gender_accuracy": ("utkface", "count"),
-               "ethnicity_accuracy": ("utkface", "count"), "verification_accuracy": ("identity", "pairs")}
+               "ethnicity_accuracy": ("utkface", "count"), "verification_accuracy": ("identity", "pairs"),
+               "ferplus_balanced_accuracy": ("ferplus", "count"),
+               "wild_verification_accuracy": ("celeba_wild", "identity", "pairs"),
+               "wild_gender_accuracy": ("celeba_wild", "count"), "wild_smiling_auc": ("celeba_wild", "count")}
 
 
 def validation_counts(folder: Path) -> dict[str, int]:
@@ -90,9 +99,12 @@ def validation_counts(folder: Path) -> dict[str, int]:
         return {}
     report = json.loads(config.read_text(encoding="utf-8")).get("metrics", {}).get("validation", {})
     counts = {}
-    for key, (section, field) in COUNT_PATHS.items():
-        if isinstance(report.get(section), dict) and report[section].get(field):
-            counts[key] = int(report[section][field])
+    for key, path in COUNT_PATHS.items():
+        value = report
+        for step in path:
+            value = value.get(step) if isinstance(value, dict) else None
+        if value:
+            counts[key] = int(value)
     return counts
 
 

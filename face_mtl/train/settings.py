@@ -71,6 +71,11 @@ class TrainSettings:
     # skipped for this share of the samples, shallower ones for linearly less. Training only.
     drop_path: float = 0.0
     emotion_weight_power: float = 0.3  # class weights ~ frequency ** -power (imbalance handling)
+    # Logit adjustment of the expression loss (train/losses.py multitask_loss): tau in
+    # logits + tau * log(class prior). 0: off; 1: the balanced-error optimum of Menon et al.
+    emotion_logit_adjustment: float = 0.0
+    # P(happiness) against CelebA's "smiling" on celeba_wild faces (train/losses.py smiling_loss).
+    loss_smiling: float = 0.0
     seed: int = 0
     device: str | None = None
     # Batches assembled this many steps ahead in a worker thread. Off by default: on 2 cores the
@@ -92,6 +97,8 @@ class TrainSettings:
             raise ValueError(f"loss_reference must be 0 (off) or more, not {self.loss_reference}")
         if self.loss_reference > 0 and not self.reference_weights:
             raise ValueError("loss_reference needs reference_weights: the weights folder whose predictions are the targets")
+        if self.emotion_logit_adjustment < 0 or self.loss_smiling < 0:
+            raise ValueError("emotion_logit_adjustment and loss_smiling must be 0 (off) or more")
         if self.snapshot_every < 0:
             raise ValueError(f"snapshot_every must be 0 (off) or more, not {self.snapshot_every}")
         for name, allowed in CHOICES.items():
@@ -109,6 +116,7 @@ class TrainSettings:
             "teacher": self.loss_teacher,
             "teacher_relation": self.loss_teacher_relation,
             "reference": self.loss_reference,
+            "smiling": self.loss_smiling,
         }
 
     def to_dict(self) -> dict:

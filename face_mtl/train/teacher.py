@@ -22,7 +22,15 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..data.sets import FERPLUS_UPSAMPLE, SPLITS, TEACHER_SIZE, load_ferplus, upsampled_rgb
+from ..data.sets import (
+    FERPLUS_UPSAMPLE,
+    SPLITS,
+    TEACHER_SIZE,
+    load_ferplus,
+    upsampled_rgb,
+    wild_boxes,
+    wild_upsampled,
+)
 from ..images import load_image
 
 
@@ -132,8 +140,11 @@ def teacher_path(cache_dir: Path, name: str) -> Path:
 FERPLUS_TEACHER_SETS = {"ferplus_train": "train.npz"}
 
 
+DEFAULT_SETS = ("celeba_val", "celeba_train", "utk_train", "celeba_wild_train", "celeba_wild_val")
+
+
 def build_teacher_cache(
-    cache_dir: Path, names: tuple[str, ...] = ("celeba_val", "celeba_train", "utk_train"), chunk: int = 500,
+    cache_dir: Path, names: tuple[str, ...] = DEFAULT_SETS, chunk: int = 500,
     workers: int = 1, data_dir: Path = Path("../shared/data"),
 ) -> None:
     """Descriptors of every found face in the detection cache ``boxes/NAME.npz`` (built by
@@ -166,6 +177,11 @@ def _faces_of(cache_dir: Path, data_dir: Path, name: str) -> _Faces:
         names = np.array([f"{FERPLUS_TEACHER_SETS[name]}:{i}" for i in kept.rows])
         boxes = np.tile(np.array([0, 0, side, side], np.float32), (len(kept.rows), 1))
         return _Faces(names, boxes, lambda k: upsampled_rgb(kept.pixels[k]))
+    if name.startswith("celeba_wild_"):
+        # Every photo is a face (read_celeba_wild keeps them all), its box on the upsampled
+        # image: dlib's own detector misses some of these small faces, its landmarks do not.
+        boxes, files = wild_boxes(cache_dir, name)
+        return _Faces(files, boxes, lambda k: wild_upsampled(Path(str(files[k]))))
     with np.load(Path(cache_dir) / "boxes" / f"{name}.npz") as data:
         boxes, found, files = data["boxes"], data["found"], data["names"]
     chosen = np.flatnonzero(found)
@@ -198,9 +214,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", default=".cache", help="crop cache folder (default .cache)")
     # Photo sets of the detection cache (boxes on photo files), or whole FER+ training images.
     describable = [name for name in SPLITS if name.startswith(("utk_", "celeba_")) or name in FERPLUS_TEACHER_SETS]
-    parser.add_argument("--sets", nargs="+", default=["celeba_val", "celeba_train", "utk_train"], choices=describable,
-                        help="sets to describe: detection-cache sets (default: celeba_val celeba_train "
-                             "utk_train) or ferplus_train (28k more faces to distil on; about 25 minutes with --workers 2)")
+    parser.add_argument("--sets", nargs="+", default=list(DEFAULT_SETS), choices=describable,
+                        help=f"sets to describe: detection-cache sets (default: {' '.join(DEFAULT_SETS)}) "
+                             "or ferplus_train (28k more faces to distil on; about 25 minutes with --workers 2)")
     parser.add_argument("--data", default="../shared/data",
                         help="data folder, to build the detection cache when missing (default ../shared/data)")
     parser.add_argument("--input-size", type=int, default=64,
