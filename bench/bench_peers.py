@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from face_mtl import FaceAnalyzer
-from face_mtl.batch import IMAGE_EXTENSIONS, WORKERS, analyze_files, analyze_images, torch_threads_shared
+from face_mtl.batch import IMAGE_EXTENSIONS, WORKERS, analyze_files, torch_threads_shared
 from face_mtl.images import load_image
 from face_mtl.model import runner_runtime
 
@@ -78,7 +78,7 @@ def batched_photos_per_second(analyzer: FaceAnalyzer, photos: Sequence[np.ndarra
     keys = [str(i) for i in range(len(photos))]
     in_memory = dict(zip(keys, photos)).__getitem__
     with torch_threads_shared(WORKERS):
-        analyze_images(analyzer, photos[:batch])  # warm-up, on the thread count timed below
+        analyzer.analyze_batch(photos[:batch])  # warm-up, on the thread count timed below
         start = time.perf_counter()
         records = list(analyze_files(keys, analyzer, batch_size=batch, workers=WORKERS, loader=in_memory))
         elapsed = time.perf_counter() - start

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -112,6 +113,19 @@ class FaceAnalyzer:
         """Faces found in the image, largest first, without running the attribute network."""
         return self.detector.detect(load_image(image, self.limits))
 
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        """Faces found in each of many HxWx3 uint8 RGB arrays, largest first, in the order of
+        ``images``. Arrays of the same size share one detector call (the detector batches
+        only same-size inputs)."""
+        by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for index, image in enumerate(images):
+            by_shape[image.shape].append(index)
+        detections: list[list[Detection]] = [[] for _ in images]
+        for indices in by_shape.values():
+            for i, found in zip(indices, self.detector.detect_batch([images[i] for i in indices])):
+                detections[i] = found
+        return detections
+
     def analyze(self, image: ImageInput) -> list[Face]:
         """All faces of a path, PIL image or HxWx3 uint8 RGB array, largest first (at most
         ``max_faces``). Raises ImageLoadError or LimitExceededError (both FaceMTLInputError)
@@ -119,15 +133,29 @@ class FaceAnalyzer:
         rgb = load_image(image, self.limits)
         return self.analyze_detections(rgb, self.detector.detect(rgb))
 
+    def analyze_batch(
+        self, images: Sequence[np.ndarray], detections: Sequence[Sequence[Detection]] | None = None
+    ) -> list[list[Face]]:
+        """Faces of many HxWx3 uint8 RGB arrays (decoded and checked already, e.g. by
+        ``load_image``), one list per image in the order of ``images``, each as ``analyze``
+        gives it: largest first, the same tight crops. Detection runs over same-size groups
+        (``detect_batch``) unless ``detections`` (one list per image) are given; the faces of
+        all images then go through the network together.
+        """
+        if detections is None:
+            detections = self.detect_batch(images)
+        size = self.config.input_size
+        crops = [crop_face(image, d.box, size) for image, found in zip(images, detections) for d in found]
+        predictions = self._predict_arrays(crops)
+        rows = iter(range(len(crops)))  # the crops' rows, image after image
+        return [
+            [self._face(predictions, next(rows), d.box, d.score, d.landmarks) for d in found]
+            for found in detections
+        ]
+
     def analyze_detections(self, rgb: np.ndarray, detections: Sequence[Detection]) -> list[Face]:
         """Run the network on given detections of an RGB array (tight crops, one batch)."""
-        size = self.config.input_size
-        crops = [crop_face(rgb, d.box, size) for d in detections]
-        predictions = self._predict_arrays(crops)
-        return [
-            self._face(predictions, i, d.box, d.score, d.landmarks)
-            for i, d in enumerate(detections)
-        ]
+        return self.analyze_batch([rgb], [detections])[0]
 
     def predict_crops(self, crops: Sequence[np.ndarray | Image.Image]) -> list[Face]:
         """Faces for already-cropped images (arrays of any size, gray or RGB, or PIL images).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,8 @@ from PIL import Image
 
 from face_mtl import EMOTIONS, ETHNICITIES, FaceAnalyzer, ImageLoadError
 from face_mtl.images import load_image
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 # Hand-marked points between the eyes and the mouth of each example face.
 ASTRONAUT_FACE_CENTRE = (224, 118)
@@ -115,6 +118,44 @@ def test_predict_crops_batches_in_order(analyzer, astronaut_path, grace_hopper_p
     for face, result in zip(faces, results[:2]):
         assert float(face.embedding @ result.embedding) > 0.98
     assert analyzer.predict_crops([]) == []
+
+
+def _assert_same_faces(got, expected) -> None:
+    """The same faces in the same order; numbers to a tolerance (a network batch of other
+    faces changes the last digits of float sums)."""
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        assert a.box == pytest.approx(b.box, abs=0.5) and a.score == pytest.approx(b.score, abs=1e-3)
+        assert np.asarray(a.landmarks) == pytest.approx(np.asarray(b.landmarks), abs=0.5)
+        assert (a.emotion, a.gender, a.ethnicity) == (b.emotion, b.gender, b.ethnicity)
+        assert a.age == pytest.approx(b.age, abs=0.2)
+        for key in ("emotions", "genders", "ethnicities"):
+            assert getattr(a, key) == pytest.approx(getattr(b, key), abs=2e-3)
+        assert a.embedding == pytest.approx(b.embedding, abs=2e-3)
+
+
+def test_analyze_batch_agrees_with_analyze_on_each_image(analyzer, astronaut_path, grace_hopper_path):
+    """Photos of three sizes (two of one size, which share a detector call), a four-face group
+    and a photo without faces: one list per photo, each as ``analyze`` gives it."""
+    astronaut, grace = load_image(astronaut_path), load_image(grace_hopper_path)
+    group = load_image(EXAMPLES / "group.jpg")
+    mirrored = np.ascontiguousarray(astronaut[:, ::-1])  # same size as the astronaut, face elsewhere
+    blank = np.full((240, 320, 3), 200, np.uint8)
+    images = [astronaut, group, blank, grace, mirrored]
+    batched = analyzer.analyze_batch(images)
+    one_by_one = [analyzer.analyze(image) for image in images]
+    assert [len(faces) for faces in one_by_one] == [1, 4, 0, 1, 1]
+    assert len(batched) == len(images)
+    for got, expected in zip(batched, one_by_one):
+        _assert_same_faces(got, expected)
+    # The mirrored photo's face is found where the mirror puts it, not copied from its size-mate.
+    width = astronaut.shape[1]
+    assert batched[4][0].box[0] == pytest.approx(width - batched[0][0].box[2], abs=3)
+    # Given detections skip the detector and give the same faces; no images, no faces.
+    given = analyzer.analyze_batch(images, analyzer.detect_batch(images))
+    for got, expected in zip(given, batched):
+        _assert_same_faces(got, expected)
+    assert analyzer.analyze_batch([]) == []
 
 
 @pytest.mark.parametrize(
