@@ -346,10 +346,11 @@ def crop_cache_complete(cache_dir: Path, size: int) -> bool:
     return all((Path(cache_dir) / f"crops{size}" / f"{name}.npz").is_file() for name in SPLITS)
 
 
-def build_splits(data_dir: Path, cache_dir: Path, size: int, val_fraction: float = 0.1) -> dict[str, CropSet]:
+def build_splits(data_dir: Path, cache_dir: Path, size: int, val_fraction: float = 0.1,
+                 names: tuple[str, ...] = SPLITS) -> dict[str, CropSet]:
     """Train/val CropSets of the three sets, detecting faces only when not cached yet.
 
-    Keys: SPLITS, in its order (ferplus_tight_val holds the FER+ valid images framed as users'
+    Keys: ``names`` (default SPLITS, in its order (ferplus_tight_val holds the FER+ valid images framed as users'
     faces are: see read_ferplus_tight).
     CelebA's val split holds people never seen in training (for verification pairs);
     celeba_train identities are remapped to 0..K-1.
@@ -389,7 +390,9 @@ def build_splits(data_dir: Path, cache_dir: Path, size: int, val_fraction: float
         "celeba_train": lambda: celeba_part("train"),
         "celeba_val": lambda: celeba_part("val"),
     }
-    splits = {name: cached(name, builders[name]) for name in SPLITS}  # SPLITS: the one list of names
+    splits = {name: cached(name, builders[name]) for name in names}  # SPLITS: the one list of names
+    if "celeba_train" not in splits:
+        return splits
     train_ids = splits["celeba_train"].identity
     classes = {identity: k for k, identity in enumerate(sorted(set(train_ids.tolist())))}
     remapped = np.array([classes[i] for i in train_ids], np.int64)
