@@ -289,7 +289,9 @@ def per_minute(
     for minute in range(int(samples[-1][0] // 60) + 1):
         t = minute * 60.0
         rss = [mb for s, mb in samples if s <= t] or [samples[0][1]]
-        temp = [mb for s, mb in temp_samples if s <= t + SAMPLE_EVERY_S] or [float("nan")]
+        # The first walk of the temp folders lands a few seconds in: minute 0 reads that one.
+        temp = [mb for s, mb in temp_samples if s <= t + SAMPLE_EVERY_S] or [mb for _, mb in temp_samples[:1]] or [
+            float("nan")]
         answered = sum(1 for o in outcomes if t - 60 <= o.started + o.seconds < t)
         rows.append({"minute": minute, "rss_mb": rss[-1], "temp_mb": temp[-1], "requests_last_minute": answered})
     return rows
