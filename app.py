@@ -23,6 +23,7 @@ from face_mtl.ui import (
     example_clips,
     limit_malloc_arenas,
     on_gpu,
+    start_memory_trimmer,
 )
 from face_mtl.ui.compare import clear_compare_outputs, make_compare_faces
 from face_mtl.ui.live import live_tab
@@ -200,6 +201,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     limit_malloc_arenas()  # keeps a long-running server's memory from creeping up (bench/load_test.py)
+    start_memory_trimmer()  # and hands freed pages back (docs/soak.md)
     demo = build_app(FaceAnalyzer())
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),

@@ -5,7 +5,7 @@ test; ``face-mtl attribute-heads`` writes weights with one setting).
     python bench/attribute_heads.py runs/s20a/ship --reference training/resnet18_64
 
 Continuing training from good weights, expression rises while held-out age gets worse as the
-UTKFace training loss keeps falling (MODEL_CARD.md, runs 20-23). This asks where that drift
+UTKFace training loss keeps falling (training/HISTORY.md, runs 20-23). This asks where that drift
 lives. The age, gender and ethnicity heads (linear layers over the pooled backbone features)
 are refitted from their trained values by Adam on the frozen features of every training face
 (UTKFace, CelebA and FER+ training splits, each face and its mirror image) towards the

@@ -11,7 +11,7 @@ training people (never the held-out ones), as training's export chooses them
 from the backbone features of the faces of SETS that have dlib descriptors cached to their
 centred descriptors (the distillation targets of ``--teacher-target centred``): a closed-form
 head taught by the teacher on far more faces than LDA's training people. Tried in session 16
-(MODEL_CARD.md); none beat LDA, so training's export does not offer it. The strength is
+(training/HISTORY.md); none beat LDA, so training's export does not offer it. The strength is
 chosen on the held-out people here, so its best figure flatters it.
 
 Verification is ``face-mtl eval``'s: pairs of the held-out CelebA people (celeba_val), the

@@ -1,5 +1,5 @@
 """Can a non-linear head over the frozen backbone's pooled features verify held-out people
-better than a linear one? (MODEL_CARD.md, session 22.)
+better than a linear one? (training/HISTORY.md, session 22.)
 
     python bench/identity_mlp_heads.py [--weights training/resnet18_64] [--epochs 6]
 

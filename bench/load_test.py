@@ -9,8 +9,9 @@ at random (seeded) and waiting for the answer before the next request. Every ans
 classified: ``ok`` (a good input analysed), ``refused`` (a bad input answered with face_mtl's
 own message naming the file: expected) or an unexpected failure (anything else, by kind).
 The report gives requests, outcomes, p50/p95/max latency, the server's resident memory before,
-after the warm-up and at the end (sampled every few seconds; /proc), and the size of its
-temporary folders. Everything is bounded: users stop at the deadline or after
+after the warm-up and at the end (sampled every few seconds; /proc), the size of its
+temporary folders (sampled every minute), and a per-minute table of both (``per_minute``;
+``--progress FILE`` rewrites it every minute while a long soak runs). Everything is bounded: users stop at the deadline or after
 ``--max-requests-per-user``, each request at ``--request-timeout``, and the server is stopped.
 Exit code 1 when any failure was unexpected.
 """
@@ -45,6 +46,7 @@ BAD_INPUTS = (
 CLIPS = ("clip_unicode_path",)  # two seconds of one face
 WEIGHTS = {"photo": 0.6, "bad": 0.3, "clip": 0.1}
 SAMPLE_EVERY_S = 5.0
+TEMP_EVERY_S = 60.0  # walking the temp folders costs more than reading /proc
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class Report:
     rss_mb: dict[str, float]
     temp_mb: dict[str, float]
     samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds, RSS MB)
+    temp_samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds, temp folders MB)
+    per_minute: list[dict] = field(default_factory=list)  # one row a minute: RSS, temp folders, requests
     unexpected_jobs: dict[str, list[str]] = field(default_factory=dict)  # kind -> inputs it hit
 
     def to_dict(self) -> dict:
@@ -203,12 +207,22 @@ def run(args: argparse.Namespace) -> Report:
         env = dict(item.split("=", 1) for item in args.server_env)
         with serve_app(tmp, {**env, "TMPDIR": str(server_tmp)}) as (server, process):
             samples: list[tuple[float, float]] = []
+            temp_samples: list[tuple[float, float]] = []
             stop_sampling = threading.Event()
             start = time.monotonic()
+            done: list[Outcome] = []  # every answered request so far, for the progress file
 
             def sample() -> None:
+                next_temp = 0.0
                 while not stop_sampling.wait(SAMPLE_EVERY_S):
-                    samples.append((round(time.monotonic() - start, 1), round(rss_mb(process.pid), 1)))
+                    now = round(time.monotonic() - start, 1)
+                    samples.append((now, round(rss_mb(process.pid), 1)))
+                    if now >= next_temp:
+                        temp_samples.append((now, round(sum(folder_mb(f) for f in temp_folders if f.exists()), 2)))
+                        next_temp = now + TEMP_EVERY_S
+                        if args.progress:  # a long run leaves its curve behind even if it is cut short
+                            rows = per_minute(samples, temp_samples, list(done))
+                            Path(args.progress).write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
@@ -217,14 +231,16 @@ def run(args: argparse.Namespace) -> Report:
             clients = [_client(server.url, tmp / f"downloads{i}", args.request_timeout) for i in range(args.users)]
             rngs = [random.Random(seed) for seed in range(args.users)]
             lock = threading.Lock()
-            warmup: list[Outcome] = []
+            warmup: list[Outcome] = done
             begun = time.monotonic()
             _run_users(clients, rngs, jobs, args, start, begun + args.warmup_seconds, warmup, lock)
+            warmup = list(done)
             rss["after_warmup"] = rss_mb(process.pid)
             temp["after_warmup"] = sum(folder_mb(f) for f in temp_folders if f.exists())
-            measured: list[Outcome] = []
+            measured: list[Outcome] = done  # appended after the warm-up's outcomes
             began = time.monotonic()
             _run_users(clients, rngs, jobs, args, start, began + args.minutes * 60, measured, lock)
+            measured = done[len(warmup):]
             measured_s = time.monotonic() - began
             rss["end"] = rss_mb(process.pid)
             temp["end"] = sum(folder_mb(f) for f in temp_folders if f.exists())
@@ -256,8 +272,29 @@ def run(args: argparse.Namespace) -> Report:
         rss_mb={k: round(v, 1) for k, v in rss.items()},
         temp_mb={k: round(v, 2) for k, v in temp.items()},
         samples=samples,
+        temp_samples=temp_samples,
+        per_minute=per_minute(samples, temp_samples, warmup + measured),
         unexpected_jobs=unexpected_jobs,
     )
+
+
+def per_minute(
+    samples: list[tuple[float, float]], temp_samples: list[tuple[float, float]], outcomes: list[Outcome]
+) -> list[dict]:
+    """One row per whole minute since the server came up: the last RSS sample (MB) and temp-folder
+    size (MB) at or before it, and the requests answered in that minute (all kinds)."""
+    rows = []
+    if not samples:
+        return rows
+    for minute in range(int(samples[-1][0] // 60) + 1):
+        t = minute * 60.0
+        rss = [mb for s, mb in samples if s <= t] or [samples[0][1]]
+        # The first walk of the temp folders lands a few seconds in: minute 0 reads that one.
+        temp = [mb for s, mb in temp_samples if s <= t + SAMPLE_EVERY_S] or [mb for _, mb in temp_samples[:1]] or [
+            float("nan")]
+        answered = sum(1 for o in outcomes if t - 60 <= o.started + o.seconds < t)
+        rows.append({"minute": minute, "rss_mb": rss[-1], "temp_mb": temp[-1], "requests_last_minute": answered})
+    return rows
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -268,6 +305,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--request-timeout", type=float, default=300.0, help="seconds per request (default 300)")
     parser.add_argument("--max-requests-per-user", type=int, default=100_000, help="a bound on each user's loop")
     parser.add_argument("--json", help="also write the report here")
+    parser.add_argument("--progress", help="rewrite the per-minute table (JSON) here every minute while running")
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                         help="an environment variable for the server (e.g. FACE_MTL_MAX_FACES=10); repeatable")
     args = parser.parse_args(argv)
@@ -282,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(report.to_dict(), indent=1)
     if args.json:
         Path(args.json).write_text(text + "\n", encoding="utf-8")
-    summary = {k: v for k, v in report.to_dict().items() if k != "samples"}
+    summary = {k: v for k, v in report.to_dict().items() if k not in ("samples", "temp_samples", "per_minute")}
     print(json.dumps(summary, indent=1))
     return 1 if report.unexpected else 0
 

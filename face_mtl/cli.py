@@ -1,5 +1,5 @@
 """The ``face-mtl`` command line: analyze, video, compare, people, train, eval, calibrate, identity-head,
-attribute-heads."""
+attribute-heads, space (build and push a Hugging Face Space)."""
 
 from __future__ import annotations
 
@@ -306,6 +306,31 @@ def _video_collection(args: argparse.Namespace, max_duration: float | None) -> i
     return 0
 
 
+def _space_build_command(args: argparse.Namespace) -> int:
+    from .space import SpaceError, build_space
+
+    try:
+        build = build_space(args.out, hub_repo=args.hub_repo, hub_revision=args.hub_revision)
+    except SpaceError as error:
+        raise CliError(str(error)) from None
+    print(json.dumps(build.to_dict()))
+    print(f"face-mtl: Space folder {build.folder}: {len(build.files)} files, "
+          f"{build.total_bytes / 1e6:.1f} MB, {build.weights} weights", file=sys.stderr)
+    return 0
+
+
+def _space_push_command(args: argparse.Namespace) -> int:
+    from .space import SpaceError, push_space
+
+    try:
+        url = push_space(args.folder, args.repo_id, private=args.private)
+    except SpaceError as error:
+        raise CliError(str(error)) from None
+    print(f"face-mtl: pushed {args.folder} to https://huggingface.co/spaces/{args.repo_id} ({url})",
+          file=sys.stderr)
+    return 0
+
+
 def _train_command(args: argparse.Namespace) -> int:
     from .data.sets import crop_cache_complete
     from .train import TrainSettings, train
@@ -360,18 +385,24 @@ def _eval_command(args: argparse.Namespace) -> int:
     _check_data_dir(args.data)
     _check_device(args.device)
     try:
-        report = evaluate_weights(
-            args.weights, data_dir=Path(args.data), cache_dir=Path(args.cache), device=args.device,
-            pipeline=not args.no_pipeline, test_time_flip=False if args.no_flip else None,
-            inference_precision=args.precision, runtime=args.runtime,
-        )
+        if args.utkface_groups:
+            from .evaluate import evaluate_utkface_groups
+
+            report = evaluate_utkface_groups(args.weights, data_dir=Path(args.data), cache_dir=Path(args.cache),
+                                             device=args.device, runtime=args.runtime)
+        else:
+            report = evaluate_weights(
+                args.weights, data_dir=Path(args.data), cache_dir=Path(args.cache), device=args.device,
+                pipeline=not args.no_pipeline, test_time_flip=False if args.no_flip else None,
+                inference_precision=args.precision, runtime=args.runtime,
+            )
     except (WeightsNotFoundError, WeightsMismatchError, RuntimeUnavailableError) as error:
         raise CliError(str(error)) from None
     text = json.dumps(report, indent=2)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
     print(text)
-    if report["computed_precision"] != report["inference_precision"]:
+    if "computed_precision" in report and report["computed_precision"] != report["inference_precision"]:
         print(f"face-mtl: note: {report['inference_precision']} was asked for, but this CPU has no native "
               f"bfloat16: the figures were computed in {report['computed_precision']}", file=sys.stderr)
     return 0
@@ -498,6 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "and the report's computed_precision says so")
     evaluate.add_argument("--runtime", choices=RUNTIMES, default="auto",
                           help="CPU runtime in fp32 (default auto: ONNX Runtime where installed, else torch)")
+    evaluate.add_argument("--utkface-groups", action="store_true",
+                          help="only the UTKFace figures, overall and per gender, ethnicity and age band "
+                               "(builds only that split's crops; the full report holds them too)")
     model_options(evaluate)
     flip_option(evaluate)
     evaluate.set_defaults(handler=_eval_command)
@@ -541,6 +575,22 @@ def build_parser() -> argparse.ArgumentParser:
     attributes.add_argument("--cache", default=".cache", help="crop cache folder (default .cache)")
     attributes.add_argument("--device", help="cpu or cuda (default cpu)")
     attributes.set_defaults(handler=_attribute_heads_command)
+
+    space = commands.add_parser("space", help="build a Hugging Face Space folder, or push one")
+    space_commands = space.add_subparsers(dest="space_command", required=True)
+    space_build = space_commands.add_parser(
+        "build", help="write the Space folder: app, runtime package, weights, examples, README, .gitattributes")
+    space_build.add_argument("out", help="the folder to write (new, empty, or an earlier build: replaced)")
+    space_build.add_argument("--hub-repo", help="leave the weights out: the Space reads them from this Hub "
+                                                "model repo (OWNER/NAME) instead")
+    space_build.add_argument("--hub-revision", help="with --hub-repo: the commit hash or tag to pin")
+    space_build.set_defaults(handler=_space_build_command)
+    space_push = space_commands.add_parser(
+        "push", help="create the Space if needed and upload a built folder ($HF_TOKEN: a write token)")
+    space_push.add_argument("folder", help="a folder written by `face-mtl space build`")
+    space_push.add_argument("--repo-id", required=True, help="the Space, USER/NAME")
+    space_push.add_argument("--private", action="store_true", help="create the Space private")
+    space_push.set_defaults(handler=_space_push_command)
     return parser
 
 

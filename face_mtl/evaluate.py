@@ -18,6 +18,7 @@ import torch
 from .config import EMOTIONS
 
 VERIFICATION_PAIRS = 3000  # of each kind, same and different person
+VALIDATION_SPLITS = ("ferplus_val", "ferplus_tight_val", "utk_val", "celeba_val", "celeba_wild_val")  # what evaluate_splits reads
 
 
 def emotion_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -174,6 +175,40 @@ def attribute_figures(outputs: dict[str, np.ndarray], faces) -> dict[str, float]
     }
 
 
+# Age bands (years, inclusive) for the per-group figures: children, teenagers, adults by decades.
+AGE_BANDS = ((0, 12), (13, 19), (20, 39), (40, 59), (60, 200))
+
+
+def _group_row(outputs: dict[str, np.ndarray], faces, index: np.ndarray) -> dict[str, float]:
+    if not len(index):
+        return {"count": 0}
+    picked = {k: outputs[k][index] for k in ("age", "gender", "ethnicity")}
+    figures = attribute_figures(picked, faces.subset(index))
+    return {"count": int(len(index)), **figures,
+            "gender_error": 1.0 - figures["gender_accuracy"],
+            "ethnicity_error": 1.0 - figures["ethnicity_accuracy"]}
+
+
+def utkface_groups(outputs: dict[str, np.ndarray], faces, config) -> dict[str, dict[str, dict[str, float]]]:
+    """Age MAE (years), gender and ethnicity accuracy and error (0..1) of ``predict_cached``
+    outputs per UTKFace group: by true gender, true ethnicity (``config``'s label names) and
+    true age band (AGE_BANDS, keyed "0-12" ... "60+"). Each row holds its face count."""
+    age = np.asarray(faces.age)
+    gender = np.asarray(faces.gender)
+    ethnicity = np.asarray(faces.ethnicity)
+    bands = {}
+    for low, high in AGE_BANDS:
+        name = f"{low}+" if high >= 200 else f"{low}-{high}"
+        bands[name] = _group_row(outputs, faces, np.flatnonzero((age >= low) & (age <= high)))
+    return {
+        "gender": {label: _group_row(outputs, faces, np.flatnonzero(gender == k))
+                   for k, label in enumerate(config.genders)},
+        "ethnicity": {label: _group_row(outputs, faces, np.flatnonzero(ethnicity == k))
+                      for k, label in enumerate(config.ethnicities)},
+        "age": bands,
+    }
+
+
 def ferplus_val_labels(data_dir: Path) -> np.ndarray:
     """Majority-protocol labels (-1 = excluded) of the cached FER+ validation images, in
     cache order, from the raw votes (unknown and not-face votes included)."""
@@ -243,6 +278,7 @@ def evaluate_splits(model, config, splits: dict, device: str = "cpu", fer_labels
         "ferplus": emotion_metrics(fer_out["emotion"], fer_labels),
         **framings,
         "utkface": {**attribute_figures(utk_out, utk), "count": int(len(utk))},
+        "utkface_groups": utkface_groups(utk_out, utk, config),
         "identity": verification_report(identity or pair_scores(model, config, splits["celeba_val"], device)),
         **wild,
     }
@@ -300,7 +336,7 @@ def calibrate_weights(weights, data_dir: Path, cache_dir: Path, device: str | No
     device = device or default_device()
     folder = resolve_weights(weights)
     model, config = load_model(folder, device=device)
-    people = build_splits(Path(data_dir), Path(cache_dir), config.input_size)["celeba_val"]
+    people = build_splits(Path(data_dir), Path(cache_dir), config.input_size, names=("celeba_val",))["celeba_val"]
     # Through the same runner as FaceAnalyzer, so the threshold fits the embeddings users get.
     calibration = verification_calibration(pair_scores(inference_runner(model, config, device), config, people, device))
     write_config(folder, config.with_updates(verification=calibration))
@@ -401,7 +437,8 @@ def evaluate_weights(
     inference_precision = precision_override(runtime, inference_precision)
     if inference_precision is not None:
         config = config.with_updates(inference_precision=inference_precision)
-    splits = build_splits(Path(data_dir), Path(cache_dir), config.input_size)
+    # The validation splits only: evaluating never needs the training crops (detection on ~20,000 photos).
+    splits = build_splits(Path(data_dir), Path(cache_dir), config.input_size, names=VALIDATION_SPLITS)
     # Measured through the same runner as FaceAnalyzer (bf16 where the config asks for it).
     runner = inference_runner(model, config, device, runtime)
     report = evaluate_splits(runner, config, splits, device, fer_labels=ferplus_val_labels(Path(data_dir)))
@@ -418,3 +455,24 @@ def evaluate_weights(
                          inference_precision=config.inference_precision, runtime=runtime), Path(data_dir)
         )
     return result
+
+
+def evaluate_utkface_groups(weights, data_dir: Path, cache_dir: Path, device: str | None = None,
+                            runtime: str = "auto") -> dict[str, Any]:
+    """The UTKFace validation figures overall and per group (``utkface_groups``) alone: only
+    the UTKFace validation crops are built (detection on about 2,000 photos) when not cached."""
+    from .analyzer import default_device
+    from .data.sets import build_splits
+    from .model import inference_runner, precision_override
+    from .weights import load_model, resolve_weights
+
+    device = device or default_device()
+    folder = resolve_weights(weights)
+    model, config = load_model(folder, device=device)
+    precision = precision_override(runtime, None)
+    if precision is not None:
+        config = config.with_updates(inference_precision=precision)
+    utk = build_splits(Path(data_dir), Path(cache_dir), config.input_size, names=("utk_val",))["utk_val"]
+    outputs = predict_cached(inference_runner(model, config, device, runtime), utk.crops, config, device)
+    return {"weights": str(folder), "utkface": {**attribute_figures(outputs, utk), "count": int(len(utk))},
+            "utkface_groups": utkface_groups(outputs, utk, config)}

@@ -22,6 +22,9 @@ BUNDLED_DIR = Path(__file__).parent / "assets"
 # The Hub is a fallback only where a repo is named (argument or this variable): the project
 # owns no public repo yet, and a default id would send users to someone else's files.
 HUB_REPO_ENV = "FACE_MTL_HUB_REPO"
+# The revision (commit hash, tag or branch) of that repo to read: a Space pins its weights with it,
+# so a later push to the model repo cannot change what a running Space serves.
+HUB_REVISION_ENV = "FACE_MTL_HUB_REVISION"
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -36,11 +39,11 @@ def _is_weights_dir(path: Path) -> bool:
     return (path / WEIGHTS_FILE).is_file() and (path / CONFIG_FILE).is_file()
 
 
-def _from_hub(repo_id: str) -> Path:
+def _from_hub(repo_id: str, revision: str | None = None) -> Path:
     from huggingface_hub import snapshot_download
 
     # snapshot_download caches, and honours HF_HUB_OFFLINE by reading the cache only.
-    return Path(snapshot_download(repo_id, allow_patterns=[WEIGHTS_FILE, CONFIG_FILE]))
+    return Path(snapshot_download(repo_id, revision=revision, allow_patterns=[WEIGHTS_FILE, CONFIG_FILE]))
 
 
 def _looks_like_path(weights: str | Path) -> bool:
@@ -58,10 +61,11 @@ def resolve_weights(weights: str | Path | None = None) -> Path:
 
     ``weights`` may be a folder, a ``model.safetensors`` file (its config.json beside it) or a
     Hub repo id ("owner/name"). Without it the bundled folder is used when present, else the
-    repo named by $FACE_MTL_HUB_REPO when set. Raises WeightsNotFoundError listing every
-    place tried.
+    repo named by $FACE_MTL_HUB_REPO when set. A Hub repo is read at $FACE_MTL_HUB_REVISION
+    when set (else its default branch). Raises WeightsNotFoundError listing every place tried.
     """
     tried: list[str] = []
+    revision = os.environ.get(HUB_REVISION_ENV) or None
     if weights is not None:
         path = Path(weights)
         if path.is_file() and path.name.endswith(".safetensors"):
@@ -80,14 +84,15 @@ def resolve_weights(weights: str | Path | None = None) -> Path:
         if not repos:
             tried.append(f"no Hub repo (set ${HUB_REPO_ENV} to use one)")
     for repo in repos:
+        at = f"{repo}@{revision}" if revision else repo
         try:
-            folder = _from_hub(repo)
+            folder = _from_hub(repo, revision)
         except Exception as error:  # any Hub failure (offline, missing repo) is reported below
-            tried.append(f"Hugging Face Hub repo {repo} ({type(error).__name__})")
+            tried.append(f"Hugging Face Hub repo {at} ({type(error).__name__})")
             continue
         if _is_weights_dir(folder):
             return folder
-        tried.append(f"Hugging Face Hub repo {repo} (files missing)")
+        tried.append(f"Hugging Face Hub repo {at} (files missing)")
     raise WeightsNotFoundError("no face_mtl weights found; tried: " + "; ".join(tried))
 
 

@@ -67,17 +67,25 @@ def _wait_until_up(process: subprocess.Popen, url: str, log: Path) -> None:
 
 
 @contextlib.contextmanager
-def serve_app(tmp: Path, env: dict[str, str] | None = None) -> Iterator[tuple[AppServer, subprocess.Popen]]:
+def serve_app(
+    tmp: Path, env: dict[str, str] | None = None, app_dir: Path | None = None
+) -> Iterator[tuple[AppServer, subprocess.Popen]]:
     """``python app.py`` on a free loopback port, its working directory, caches and log under
-    ``tmp``; ``env`` adds environment variables. Stops it on exit."""
+    ``tmp``; ``env`` adds environment variables. Stops it on exit.
+
+    ``app_dir``: serve that folder's app.py instead of this checkout's, as a Space does: from
+    that folder (the working directory) alone, with $PYTHONPATH unset."""
     port = free_port()
     log = tmp / "server.log"
     url = f"http://127.0.0.1:{port}/"
+    full_env = {**offline_env(tmp, port), **(env or {})}
+    if app_dir is not None:
+        full_env.pop("PYTHONPATH", None)
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py")],
-            cwd=tmp,  # the app must not depend on the working directory
-            env={**offline_env(tmp, port), **(env or {})},
+            [sys.executable, "app.py"] if app_dir else [sys.executable, str(ROOT / "app.py")],
+            cwd=app_dir or tmp,  # the app must not depend on the working directory
+            env=full_env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )

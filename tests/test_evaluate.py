@@ -127,3 +127,34 @@ def test_cached_predictions_are_the_same_through_onnx_runtime_and_the_module(ran
         for key, values in through_module.items():
             assert through_onnx[key].shape == values.shape
             np.testing.assert_allclose(through_onnx[key], values, atol=1e-4, err_msg=key)
+
+
+def test_utkface_groups_by_hand():
+    from face_mtl.config import ModelConfig
+    from face_mtl.data.sets import CropSet
+    from face_mtl.evaluate import utkface_groups
+
+    config = ModelConfig()
+    n = 4
+    # Faces: a 10-year-old white girl, a 30-year-old black man, a 45-year-old asian woman,
+    # a 70-year-old white man (gender order female, male; ethnicity white, black, asian, ...).
+    faces = CropSet(
+        crops=np.zeros((n, 2, 2, 3), np.uint8), emotion=np.zeros((n, 8), np.float32),
+        age=np.array([10, 30, 45, 70], np.float32), gender=np.array([0, 1, 0, 1]),
+        ethnicity=np.array([0, 1, 2, 0]), identity=np.full(n, -1), teacher=np.zeros((n, 128), np.float32),
+    )
+    outputs = {
+        "age": np.array([14.0, 30.0, 40.0, 61.0]),  # errors 4, 0, 5, 9
+        "gender": np.eye(2)[[1, 1, 0, 1]],  # the girl called male
+        "ethnicity": np.eye(5)[[0, 1, 0, 0]],  # the asian woman called white
+    }
+    groups = utkface_groups(outputs, faces, config)
+    assert groups["gender"]["female"]["count"] == 2
+    assert groups["gender"]["female"]["age_mae"] == 4.5 and groups["gender"]["female"]["gender_error"] == 0.5
+    assert groups["gender"]["male"]["age_mae"] == 4.5 and groups["gender"]["male"]["gender_accuracy"] == 1.0
+    assert groups["ethnicity"]["asian"] == {"count": 1, "age_mae": 5.0, "gender_accuracy": 1.0,
+                                            "ethnicity_accuracy": 0.0, "gender_error": 0.0, "ethnicity_error": 1.0}
+    assert groups["ethnicity"]["white"]["age_mae"] == 6.5 and groups["ethnicity"]["indian"] == {"count": 0}
+    assert list(groups["age"]) == ["0-12", "13-19", "20-39", "40-59", "60+"]
+    assert groups["age"]["0-12"]["gender_accuracy"] == 0.0 and groups["age"]["13-19"] == {"count": 0}
+    assert groups["age"]["60+"]["age_mae"] == 9.0

@@ -41,3 +41,7 @@ def test_short_load_test():
     assert report.outcomes.get("ok", 0) > 0 and report.outcomes.get("refused", 0) > 0
     assert report.rss_mb["end"] - report.rss_mb["after_warmup"] < RSS_GROWTH_MB
     assert report.temp_mb["end"] - report.temp_mb["before"] < TEMP_GROWTH_MB
+    # The per-minute table a long soak is read from: a row for each minute, RSS and temp folders.
+    assert len(report.per_minute) >= 2 and report.temp_samples
+    assert [row["minute"] for row in report.per_minute] == list(range(len(report.per_minute)))
+    assert all(row["rss_mb"] > 100 and row["temp_mb"] >= 0 for row in report.per_minute)

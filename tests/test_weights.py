@@ -89,7 +89,7 @@ def test_missing_weights_list_everything_tried(tmp_path, monkeypatch):
 
     asked = []
 
-    def offline_hub(repo_id):
+    def offline_hub(repo_id, revision=None):
         asked.append(repo_id)
         raise OSError("offline")
 
@@ -109,9 +109,15 @@ def test_hub_fallback_uses_the_configured_repo(tmp_path, monkeypatch, random_wei
     import face_mtl.weights as weights_module
 
     monkeypatch.setattr(weights_module, "BUNDLED_DIR", tmp_path / "absent")
-    monkeypatch.setattr(weights_module, "_from_hub", lambda repo_id: random_weights)
+    asked = []
+    monkeypatch.setattr(weights_module, "_from_hub", lambda repo_id, revision=None: asked.append(
+        (repo_id, revision)) or random_weights)
     monkeypatch.setenv("FACE_MTL_HUB_REPO", "someone/face-mtl")
+    monkeypatch.delenv("FACE_MTL_HUB_REVISION", raising=False)
     assert resolve_weights() == random_weights
+    monkeypatch.setenv("FACE_MTL_HUB_REVISION", "0123abcd")  # a Space pins the revision
+    assert resolve_weights() == random_weights
+    assert asked == [("someone/face-mtl", None), ("someone/face-mtl", "0123abcd")]
     monkeypatch.delenv("FACE_MTL_HUB_REPO")
     with pytest.raises(WeightsNotFoundError, match="set \\$FACE_MTL_HUB_REPO"):
         resolve_weights()

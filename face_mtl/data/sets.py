@@ -444,11 +444,12 @@ def crop_cache_complete(cache_dir: Path, size: int) -> bool:
     return all((Path(cache_dir) / f"crops{size}" / f"{name}.npz").is_file() for name in SPLITS)
 
 
-def build_splits(data_dir: Path, cache_dir: Path, size: int, val_fraction: float = 0.1) -> dict[str, CropSet]:
+def build_splits(data_dir: Path, cache_dir: Path, size: int, val_fraction: float = 0.1,
+                 names: tuple[str, ...] = SPLITS) -> dict[str, CropSet]:
     """Train/val CropSets of the three sets, detecting faces only when not cached yet.
 
-    Keys: SPLITS, in its order (ferplus_tight_val holds the FER+ valid images framed as users'
-    faces are: see read_ferplus_tight).
+    Keys: ``names`` (default SPLITS), in that order (ferplus_tight_val holds the FER+ valid
+    images framed as users' faces are: see read_ferplus_tight).
     CelebA's val splits hold people never seen in training (for verification pairs); the
     identities of IDENTITY_TRAIN_SPLITS are remapped together to classes 0..K-1.
     """
@@ -495,10 +496,11 @@ def build_splits(data_dir: Path, cache_dir: Path, size: int, val_fraction: float
         "celeba_wild_train": lambda: wild_split("train"),
         "celeba_wild_val": lambda: wild_split("val"),
     }
-    splits = {name: cached(name, builders[name]) for name in SPLITS}  # SPLITS: the one list of names
-    people = sorted({int(i) for name in IDENTITY_TRAIN_SPLITS for i in splits[name].identity})
+    splits = {name: cached(name, builders[name]) for name in names}  # SPLITS: the one list of names
+    trained = [name for name in IDENTITY_TRAIN_SPLITS if name in splits]
+    people = sorted({int(i) for name in trained for i in splits[name].identity})
     classes = {identity: k for k, identity in enumerate(people)}
-    for name in IDENTITY_TRAIN_SPLITS:
+    for name in trained:
         remapped = np.array([classes[int(i)] for i in splits[name].identity], np.int64)
         splits[name] = CropSet(**{**splits[name].__dict__, "identity": remapped})
     return splits

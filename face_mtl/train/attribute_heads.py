@@ -1,7 +1,7 @@
 """Refit the age, gender and ethnicity heads of weights on their frozen backbone towards a
 reference's predictions (weights folder in, weights folder out).
 
-Training on from good weights, expression rises while held-out age drifts away (MODEL_CARD.md,
+Training on from good weights, expression rises while held-out age drifts away (training/HISTORY.md,
 runs 20-24): the heads over-fit UTKFace's 18,624 training faces. These heads are linear layers
 over the pooled backbone features, so they can be refitted afterwards, cheaply and exactly:
 the backbone, the expression head and the identity head are left as they are, so expression and

@@ -7,7 +7,7 @@ verifies better (0.795 against 0.760 with run 3's weights). Two closed-form head
 embedding small: the leading principal axes of those features (PCA), and Fisher's
 discriminant axes over the training people (LDA, shrinkage chosen by cross-validation over
 those people). With run 7's weights, held-out people verified at 0.816 with LDA against
-0.792 with the distilled head and 0.790 with PCA (MODEL_CARD.md).
+0.792 with the distilled head and 0.790 with PCA (training/HISTORY.md).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def lda_projection(
     that multiple of the mean within-person variance to every direction first, so that
     directions seen in few photos are not blown up.
 
-    With run 7's weights (MODEL_CARD.md), 4-fold cross-validation over the CelebA training
+    With run 7's weights (training/HISTORY.md), 4-fold cross-validation over the CelebA training
     people chose 1.0 among 0.01-3.0 (0.848; 3.0: 0.847), and held-out people then verified
     at 0.816 against 0.792 for the distilled head and 0.790 for PCA
     (``python bench/identity_heads.py``).

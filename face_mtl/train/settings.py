@@ -20,7 +20,7 @@ class TrainSettings:
     run_dir: str = "runs/mtl"
     export_dir: str | None = None  # also export the final EMA weights here (e.g. face_mtl/assets)
     init_weights: str | None = None  # continue from a weights folder (e.g. the shipped weights)
-    # The network issue 10's sweep chose (MODEL_CARD.md), as shipped, so that
+    # The network issue 10's sweep chose (training/HISTORY.md), as shipped, so that
     # --init-weights face_mtl/assets continues the shipped weights without more flags.
     backbone: str = "resnet18"
     input_size: int = 64
