@@ -87,6 +87,16 @@ def records(collection, analyzer) -> list[dict]:
     return list(analyze_many(root, analyzer))
 
 
+def cross_process_tolerance(analyzer) -> float:
+    """How far another process's numbers may be from this one's. The CLI's and Ray's workers
+    run the network on one thread each, the fixtures on the machine's threads: in bf16 (the
+    bundled weights on CPUs with native bfloat16) the differently split sums round apart by a
+    few bf16 steps (2**-10 near 0.17: 2.2e-3 seen), in fp32 by about 3e-5."""
+    from face_mtl.model import effective_precision
+
+    return 4e-3 if effective_precision(analyzer.config, analyzer.device) == "bf16" else 2e-3
+
+
 def by_image(records: list[dict]) -> dict[str, dict]:
     return {r["image"]: r for r in records}
 
@@ -303,7 +313,7 @@ def test_resume_sees_done_inputs_and_drops_a_cut_last_line(tmp_path, records, su
 # ---------------------------------------------------------------------------- command line
 
 
-def test_cli_writes_every_format_and_resumes(tmp_path, collection, records):
+def test_cli_writes_every_format_and_resumes(tmp_path, collection, records, analyzer):
     root, files = collection
     out = tmp_path / "out" / "results.jsonl"
     # Resume on a file holding only the first record: the others are added once each.
@@ -312,7 +322,7 @@ def test_cli_writes_every_format_and_resumes(tmp_path, collection, records):
     result = run_cli("analyze", str(root), "--out", str(out), "--resume", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert f"{len(records) - 1} images" in result.stderr and "1 already done" in result.stderr
-    assert_same_records(list(read_records(out)), records)
+    assert_same_records(list(read_records(out)), records, cross_process_tolerance(analyzer))
 
     csv_out = tmp_path / "results.csv"
     result = run_cli("analyze", str(files["hopper"]), str(root / "*.jpg"), "--out", str(csv_out))
@@ -370,7 +380,7 @@ def test_cli_video_collection(tmp_path):
 # ---------------------------------------------------------------------------- Ray engine
 
 
-def test_ray_engine_writes_the_records_of_the_local_engine(tmp_path, collection, records):
+def test_ray_engine_writes_the_records_of_the_local_engine(tmp_path, collection, records, analyzer):
     """A local 2-CPU Ray instance over the same folder (a bad file, an empty one and a missing
     path included): the same images, errors and faces as the local engine."""
     pytest.importorskip("ray.data")
@@ -387,7 +397,7 @@ def test_ray_engine_writes_the_records_of_the_local_engine(tmp_path, collection,
     assert result.returncode == 0, result.stderr[-3000:]
     assert out.is_dir() and list(out.glob("*.parquet"))
     expected = [*records, {"image": missing, "error": "no such file"}]
-    assert_same_records(list(read_records(out)), expected)
+    assert_same_records(list(read_records(out)), expected, cross_process_tolerance(analyzer))
     assert done_inputs(out, "image") == {r["image"] for r in expected}
 
 
