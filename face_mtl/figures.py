@@ -95,6 +95,20 @@ def validation_block(config: dict[str, Any]) -> str:
         f"| ethnicity | accuracy (5 classes) | same | **{utk['ethnicity_accuracy']:.3f}** |",
         f"| identity | verification accuracy, 10-fold threshold | {ident['pairs']:,} pairs of {ident['people']} "
         f"held-out CelebA people | **{ident['accuracy']:.3f}** |",
+    ]
+    if fer.get("balanced_accuracy") is not None:
+        rows.append(f"| expression | mean class recall (balanced accuracy) | FER+ valid | **{fer['balanced_accuracy']:.3f}** |")
+    if "celeba_wild" in val:  # small colour in-the-wild CelebA faces of people never trained on
+        wild = val["celeba_wild"]
+        rows += [
+            f"| identity | verification accuracy, 10-fold threshold | {wild['identity']['pairs']:,} pairs of "
+            f"{wild['identity']['people']} held-out people, small in-the-wild CelebA faces "
+            f"| **{wild['identity']['accuracy']:.3f}** |",
+            f"| gender | accuracy against CelebA's `male` | same people, {wild['count']:,} photos "
+            f"| **{wild['gender_accuracy']:.3f}** |",
+            f"| expression | AUC of P(happiness) against CelebA's `smiling` | same | **{wild['smiling_auc']:.3f}** |",
+        ]
+    rows += [
         "",
         "Expression recall per class (FER+ valid):",
         "",
@@ -223,7 +237,7 @@ def stale_regions(text: str, config: dict[str, Any]) -> list[str]:
 def merge_eval_report(config: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
     """``config`` with its ``metrics`` replaced by a ``face-mtl eval`` report of the same
     weights (validation: every split's figures; summary: the headline figures)."""
-    keep = ("ferplus", "ferplus_tight", "utkface", "utkface_groups", "identity")
+    keep = ("ferplus", "ferplus_tight", "utkface", "utkface_groups", "identity", "celeba_wild")
     validation = {k: report[k] for k in keep if k in report}
     missing = {"ferplus", "utkface", "identity"} - set(validation)
     if missing:

@@ -99,3 +99,23 @@ def serve_app(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def block_all_but_loopback(page) -> list[str]:
+    """Abort every request of a Playwright ``page`` that does not go to the loopback server
+    (or a data:/blob: URL); returns the list the aborted URLs are recorded in, for the test to
+    assert empty: the app must work offline."""
+    from urllib.parse import urlparse
+
+    blocked: list[str] = []
+
+    def only_loopback(route):
+        url = route.request.url
+        if urlparse(url).hostname in ("127.0.0.1", "localhost") or url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:
+            blocked.append(url)
+            route.abort()
+
+    page.route("**/*", only_loopback)
+    return blocked

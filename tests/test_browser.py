@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import pytest
+from app_server import block_all_but_loopback
 from PIL import Image
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -43,17 +43,7 @@ def browser():
 def page(browser, app_server):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
-    blocked: list[str] = []
-
-    def only_loopback(route):
-        url = route.request.url
-        if urlparse(url).hostname in ("127.0.0.1", "localhost") or url.startswith(("data:", "blob:")):
-            route.continue_()
-        else:
-            blocked.append(url)
-            route.abort()
-
-    page.route("**/*", only_loopback)
+    blocked = block_all_but_loopback(page)
     page.goto(app_server.url)
     page.wait_for_selector("#photo-button")
     yield page

@@ -44,6 +44,19 @@ def test_a_changed_figure_makes_the_region_stale_and_sync_rewrites_it():
     assert sync_text(synced, CONFIG) == CARD  # and back again: nothing outside the regions moves
 
 
+def test_the_card_shows_the_in_the_wild_figures_only_where_config_json_has_them():
+    from face_mtl.figures import validation_block
+
+    val = CONFIG["metrics"]["validation"]
+    wild = val["celeba_wild"]
+    block = validation_block(CONFIG)
+    assert f"| **{wild['identity']['accuracy']:.3f}** |" in block and f"{wild['identity']['pairs']:,} pairs" in block
+    assert f"**{wild['smiling_auc']:.3f}**" in block and f"**{val['ferplus']['balanced_accuracy']:.3f}**" in block
+    older = json.loads(json.dumps(CONFIG))
+    del older["metrics"]["validation"]["celeba_wild"]
+    assert "in-the-wild" not in validation_block(older)
+
+
 def test_unpaired_or_unknown_regions_are_errors():
     with pytest.raises(FiguresError, match="unknown figure region"):
         sync_text("<!-- figures:nonsense --><!-- /figures:nonsense -->", CONFIG)

@@ -16,10 +16,10 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import pytest
+from app_server import block_all_but_loopback
 from PIL import Image
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -78,17 +78,7 @@ def live_page(camera_browser, live_server):
     server, _tmp = live_server
     context = camera_browser.new_context(viewport={"width": 1400, "height": 1100}, permissions=["camera"])
     page = context.new_page()
-    blocked: list[str] = []
-
-    def only_loopback(route):
-        url = route.request.url
-        if urlparse(url).hostname in ("127.0.0.1", "localhost") or url.startswith(("data:", "blob:")):
-            route.continue_()
-        else:
-            blocked.append(url)
-            route.abort()
-
-    page.route("**/*", only_loopback)
+    blocked = block_all_but_loopback(page)
     page.goto(server.url)
     page.wait_for_selector("#photo-button", timeout=60_000)  # the app has rendered
     page.get_by_role("tab", name="Live").click()
