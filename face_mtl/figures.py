@@ -70,6 +70,11 @@ def data_block(config: dict[str, Any]) -> str:
         f"| CelebA identity subset | {data['celeba_train']:,} photos of {data['celeba_train_identities']} "
         f"people | {ver.get('images', '?'):,} photos of {ver.get('people', '?')} other people |",
     ]
+    if "celeba_wild_train" in data:  # weights trained on the in-the-wild set too
+        wild = val.get("celeba_wild", {})
+        rows.append(f"| CelebA in the wild (aligned, 89×109) | {data['celeba_wild_train']:,} photos of "
+                    f"{data['celeba_wild_train_identities']:,} people | {wild.get('count', '?'):,} photos of "
+                    f"{wild.get('identity', {}).get('people', '?')} other people |")
     return "\n".join(rows) + "\n"
 
 

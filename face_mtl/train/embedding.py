@@ -203,8 +203,8 @@ class FittedHead:
 def fit_identity_head(model: FaceMTLNet, config: ModelConfig, splits: dict[str, CropSet], device: str,
                       kind: str = "best") -> FittedHead:
     """Choose the identity head ``kind`` of ``model`` (in place) on ``build_splits``' CelebA
-    training people (``identity_faces``), then validate and calibrate it on the held-out splits (names ending in
-    _val): the last step of training and of ``face-mtl identity-head`` alike."""
+    training people (``identity_faces``), then validate and calibrate it on the held-out splits
+    (names ending in _val): the last step of training and of ``face-mtl identity-head`` alike."""
     held_out = {name: split for name, split in splits.items() if name.endswith("_val")}
     _, identity, summary = choose_identity_head(model, config, identity_faces(splits), held_out["celeba_val"],
                                                 device, kind)

@@ -96,17 +96,21 @@ def autocast_for(device: str, precision: str):
     return torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16)
 
 
+def emotion_prior(emotion_targets: np.ndarray) -> np.ndarray:
+    """Each expression's share of the training targets' votes."""
+    return emotion_targets.sum(axis=0) / emotion_targets.sum()
+
+
 def emotion_logit_offset(emotion_targets: np.ndarray, tau: float) -> torch.Tensor | None:
     """tau * log(class prior) of the expression targets (logit adjustment), None when tau is 0."""
     if tau <= 0:
         return None
-    prior = emotion_targets.sum(axis=0) / emotion_targets.sum()
-    return torch.tensor(tau * np.log(np.maximum(prior, 1e-4)), dtype=torch.float32)
+    return torch.tensor(tau * np.log(np.maximum(emotion_prior(emotion_targets), 1e-4)), dtype=torch.float32)
 
 
 def emotion_class_weights(emotion_targets: np.ndarray, power: float) -> torch.Tensor:
     """Weights ~ frequency ** -power, scaled so the average sample keeps weight 1."""
-    frequency = emotion_targets.sum(axis=0) / emotion_targets.sum()
+    frequency = emotion_prior(emotion_targets)
     weights = np.power(np.maximum(frequency, 1e-4), -power)
     weights = weights / (weights * frequency).sum()
     return torch.tensor(weights, dtype=torch.float32)
@@ -427,8 +431,11 @@ def _exported_config(config, settings, state, report, splits, parent, verificati
             "ferplus_train": len(splits["ferplus_train"]),
             "utkface_train": len(splits["utk_train"]),
             "celeba_train": len(splits["celeba_train"]),
-            **({"celeba_wild_train": len(splits["celeba_wild_train"])} if "celeba_wild_train" in splits else {}),
-            "celeba_train_identities": int(identity_faces(splits).identity.max()) + 1,
+            "celeba_train_identities": len(np.unique(splits["celeba_train"].identity)),
+            **({"celeba_wild_train": len(splits["celeba_wild_train"]),
+                "celeba_wild_train_identities": len(np.unique(splits["celeba_wild_train"].identity))}
+               if len(splits.get("celeba_wild_train", ())) else {}),
+            "identity_classes": int(identity_faces(splits).identity.max()) + 1,  # the two sets' people together
         },
         "licences": "UTKFace and CelebA: non-commercial research only; FER2013 images: research use; FER+ labels: MIT",
         "settings": settings.to_dict(),
