@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from app_server import free_port, offline_env  # noqa: E402
+from app_server import free_port, offline_env, stop_server  # noqa: E402
 
 
 def one_start(app_dir: Path | None, timeout: float) -> dict[str, float]:
@@ -62,11 +62,7 @@ def one_start(app_dir: Path | None, timeout: float) -> dict[str, float]:
             answer_s = time.monotonic() - began
             assert outputs[3]["count"] == 4, outputs[3]
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_server(process)
             log.close()
     return {"page_s": round(page_s, 2), "first_answer_s": round(answer_s, 2)}
 

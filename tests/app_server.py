@@ -93,12 +93,17 @@ def serve_app(
         _wait_until_up(process, url, log)
         yield AppServer(url=url, log=log), process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_server(process)
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    """Stop a served app: SIGTERM, then SIGKILL if it has not exited within 20 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def block_all_but_loopback(page) -> list[str]:

@@ -395,6 +395,11 @@ def wild_upsampled(path: Path) -> np.ndarray:
     return np.asarray(image.resize((image.width * WILD_UPSAMPLE, image.height * WILD_UPSAMPLE), Image.BICUBIC))
 
 
+def _median_box_where_missed(boxes: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Boxes with the median found box where MTCNN found none (the photos are aligned)."""
+    return np.where(found[:, None], boxes, np.median(boxes[found], axis=0)) if found.any() else boxes
+
+
 def read_celeba_wild(items: list[WildPhoto], size: int, boxes_path: Path | None = None) -> CropSet:
     """Crops (MTCNN's box on the upsampled photo) labelled with the raw CelebA identity,
     gender (CelebA's ``male``) and ``smiling``. The photos are aligned, so where MTCNN finds
@@ -405,7 +410,7 @@ def read_celeba_wild(items: list[WildPhoto], size: int, boxes_path: Path | None 
         return _detect_arrays([wild_upsampled(item.path) for item in items], settings=WILD_DETECTOR)
 
     boxes, found = _cached_boxes(boxes_path, [str(item.path) for item in items], detect)
-    boxes = np.where(found[:, None], boxes, np.median(boxes[found], axis=0)) if found.any() else boxes
+    boxes = _median_box_where_missed(boxes, found)
     crops = np.empty((len(items), *_cache_shape(size)), np.uint8)
     for i, item in enumerate(tqdm(items, desc=f"celeba_wild at {size} px", unit="img", leave=False)):
         crops[i] = crop_face(wild_upsampled(item.path), tuple(boxes[i]), size, CACHE_MARGIN)
@@ -420,7 +425,7 @@ def wild_boxes(cache_dir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     and the photos' paths, in the CropSet's order."""
     with np.load(Path(cache_dir) / "boxes" / f"{name}.npz") as data:
         boxes, found, names = data["boxes"], data["found"], data["names"]
-    boxes = np.where(found[:, None], boxes, np.median(boxes[found], axis=0)) if found.any() else boxes
+    boxes = _median_box_where_missed(boxes, found)
     return boxes, names
 
 
