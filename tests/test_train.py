@@ -321,6 +321,21 @@ def test_another_input_size_reuses_the_cached_detections(tiny_data, tmp_path, mo
     np.testing.assert_array_equal(second["utk_train"].age, first["utk_train"].age)
 
 
+def test_a_relative_data_folder_reuses_the_detections_cached_under_its_absolute_path(tiny_data, tmp_path, monkeypatch):
+    import face_mtl.data.sets as datasets
+
+    first = build_splits(tiny_data, tmp_path / "cache", 64)
+
+    def no_detection(*args, **kwargs):
+        raise AssertionError("the detector ran again")
+
+    monkeypatch.setattr(datasets, "_detect_arrays", no_detection)
+    monkeypatch.chdir(tiny_data.parent)
+    second = build_splits(Path(tiny_data.name), tmp_path / "cache", 72)
+    assert len(second["utk_train"]) == len(first["utk_train"]) > 0
+    assert len(second["celeba_wild_train"]) == len(first["celeba_wild_train"]) > 0
+
+
 def test_identity_head_command_refits_exported_weights(tiny_data, tmp_path, capsys):
     from face_mtl.cli import main
     from face_mtl.config import ModelConfig

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import os
 import re
 import zlib
 from dataclasses import dataclass
@@ -254,6 +255,12 @@ def detect_boxes(paths: list[Path], batch: int = 32) -> tuple[np.ndarray, np.nda
     return boxes, found
 
 
+def photo_keys(paths: list[Path]) -> list[str]:
+    """The names a detection cache files photos under: absolute paths, so that a data folder
+    given as ``../shared/data`` or as its absolute path finds the same cached boxes."""
+    return [os.path.abspath(p) for p in paths]
+
+
 def _cached_boxes(boxes_path: Path | None, names: list[str], detect) -> tuple[np.ndarray, np.ndarray]:
     """``detect()`` -> (boxes, found), cached in ``boxes_path`` under the inputs' ``names``
     (a changed input list detects again)."""
@@ -285,7 +292,7 @@ def detect_and_crop(paths: list[Path], size: int, boxes_path: Path | None = None
     ``boxes_path``: an npz caching the detections, so another input size re-crops without
     running the detector again (detection is most of the cost).
     """
-    boxes, found = _cached_boxes(boxes_path, [str(p) for p in paths], lambda: detect_boxes(paths))
+    boxes, found = _cached_boxes(boxes_path, photo_keys(paths), lambda: detect_boxes(paths))
     crops = np.zeros((len(paths), *_cache_shape(size)), np.uint8)
     chosen = np.flatnonzero(found)
     crops[chosen] = crops_from_boxes([paths[i] for i in chosen], boxes[chosen], size)
@@ -409,7 +416,7 @@ def read_celeba_wild(items: list[WildPhoto], size: int, boxes_path: Path | None 
     def detect():
         return _detect_arrays([wild_upsampled(item.path) for item in items], settings=WILD_DETECTOR)
 
-    boxes, found = _cached_boxes(boxes_path, [str(item.path) for item in items], detect)
+    boxes, found = _cached_boxes(boxes_path, photo_keys([item.path for item in items]), detect)
     boxes = _median_box_where_missed(boxes, found)
     crops = np.empty((len(items), *_cache_shape(size)), np.uint8)
     for i, item in enumerate(tqdm(items, desc=f"celeba_wild at {size} px", unit="img", leave=False)):
