@@ -519,3 +519,32 @@ def test_teacher_describes_the_ferplus_training_images_in_crop_set_order(tiny_da
     same = (person[:, None] == person[None, :]) & ~np.eye(12, dtype=bool)
     different = person[:, None] != person[None, :]
     assert similarity[same].mean() > similarity[different].mean() + 0.05
+
+
+def test_teacher_describes_the_students_own_crops_with_views_crops(tiny_data, tmp_path):
+    """``--views crops``: dlib describes the cached crops at the input size (what the student
+    sees), into their own folder; training with ``teacher_views="crops"`` distils from those."""
+    pytest.importorskip("dlib")
+    from face_mtl.data.sets import attach_teacher
+    from face_mtl.train import teacher
+
+    cache = tmp_path / "cache"
+    teacher.main(["--cache", str(cache), "--data", str(tiny_data), "--sets", "ferplus_train", "--views", "crops"])
+    assert not (cache / "teacher").exists() and (cache / "teacher_crops64" / "ferplus_train.npz").exists()
+    splits = build_splits(tiny_data, cache, 64)
+    assert attach_teacher(splits, cache) == []  # the photos' cache is another one
+    assert attach_teacher(splits, cache, views="crops64") == ["ferplus_train"]
+    unit = splits["ferplus_train"].teacher / np.linalg.norm(splits["ferplus_train"].teacher, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    person = np.arange(12) < 6  # the fixture's first six images are the astronaut, the rest Grace Hopper
+    same = (person[:, None] == person[None, :]) & ~np.eye(12, dtype=bool)
+    assert similarity[same].mean() > similarity[person[:, None] != person[None, :]].mean() + 0.05
+
+    settings = TrainSettings(
+        data_dir=str(tiny_data), cache_dir=str(cache), run_dir=str(tmp_path / "run"),
+        backbone="mobilenetv4_conv_small", input_size=64, epochs=1, max_steps=1, warmup_epochs=0.0,
+        batch_emotion=4, batch_utk=4, batch_identity=4, device="cpu", bn_recalibration_batches=1,
+        loss_teacher=1.0, embedding_head="trained", teacher_views="crops",
+    )
+    train(settings)
+    assert "identity teacher descriptors: ferplus_train" in (tmp_path / "run" / "train.log").read_text().splitlines()

@@ -457,3 +457,18 @@ def test_persist_command_refuses_an_unfinished_run_and_names_what_is_missing(tmp
     assert "not a finished run" in error and "model.safetensors" in error and "settings.json" in error
     assert "train.log" not in error  # present, so not named
     assert not (tmp_path / "last_run").exists() and not (tmp_path / "logs").exists()
+
+
+def test_the_teachers_view_of_a_crop_boxes_the_face_inside_its_margin():
+    from face_mtl.data.sets import CACHE_MARGIN
+    from face_mtl.train.teacher import CROP_VIEW_FACE, crop_view
+
+    side = round(64 * (1 + 2 * CACHE_MARGIN))
+    crop = np.zeros((side, side, 3), np.uint8)
+    inset = round(side * CACHE_MARGIN / (1 + 2 * CACHE_MARGIN))
+    crop[inset:side - inset, inset:side - inset] = 255  # the face: white, the margin black
+    image, (x1, y1, x2, y2) = crop_view(crop)
+    assert abs((x2 - x1) - CROP_VIEW_FACE) <= 2 and x2 - x1 == y2 - y1
+    face = image[round(y1) + 4:round(y2) - 4, round(x1) + 4:round(x2) - 4]
+    assert face.min() > 200  # all of the box is face
+    assert image[round(y1) - 6, round(x1) - 6].max() < 50 and image[0, 0].max() < 50  # margin and padding are not

@@ -521,9 +521,26 @@ def build_splits(data_dir: Path, cache_dir: Path, size: int, val_fraction: float
 TEACHER_TARGETS = ("raw", "centred")
 
 
-def attach_teacher(splits: dict[str, CropSet], cache_dir: Path, target: str = "raw") -> list[str]:
-    """Put the cached teacher descriptors (``teacher/NAME.npz``, see train/teacher.py) into the
-    splits that have them, in place; returns the names of those splits.
+# What the teacher looked at: each whole photo (its own landmarks at the photo's resolution), or
+# the student's cached margin crops at one input size ("crops64"), enlarged (train/teacher.py).
+PHOTO_VIEWS = "photos"
+TEACHER_VIEWS = ("photos", "crops")
+
+
+def crop_views(input_size: int) -> str:
+    return f"crops{input_size}"
+
+
+def teacher_folder(views: str = PHOTO_VIEWS) -> str:
+    """The cache folder of the descriptors of these views: ``teacher`` (photos) or ``teacher_crops64``."""
+    return "teacher" if views == PHOTO_VIEWS else f"teacher_{views}"
+
+
+def attach_teacher(splits: dict[str, CropSet], cache_dir: Path, target: str = "raw",
+                   views: str = PHOTO_VIEWS) -> list[str]:
+    """Put the cached teacher descriptors (``teacher/NAME.npz``, or ``teacher_crops64/NAME.npz``
+    for ``views`` "crops64"; see train/teacher.py) into the splits that have them, in place;
+    returns the names of those splits.
 
     ``target`` "centred": each descriptor minus the mean descriptor of the training splits,
     scaled to unit length. dlib's descriptors of different people share most of their
@@ -537,7 +554,7 @@ def attach_teacher(splits: dict[str, CropSet], cache_dir: Path, target: str = "r
         raise ValueError(f"teacher target must be one of {', '.join(TEACHER_TARGETS)}, not {target!r}")
     cached = {}
     for name, crop_set in splits.items():
-        path = Path(cache_dir) / "teacher" / f"{name}.npz"
+        path = Path(cache_dir) / teacher_folder(views) / f"{name}.npz"
         if path.exists():
             with np.load(path) as data:
                 descriptors = data["teacher"]

@@ -18,7 +18,15 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..config import ModelConfig
-from ..data.sets import CropSet, attach_teacher, build_splits, identity_faces
+from ..data.sets import (
+    PHOTO_VIEWS,
+    CropSet,
+    attach_teacher,
+    build_splits,
+    crop_views,
+    identity_faces,
+    teacher_folder,
+)
 from ..evaluate import evaluate_splits, headline, pair_scores, verification_calibration
 from ..model import FaceMTLNet, cpu_has_native_bf16
 from ..weights import load_model, save_model
@@ -244,8 +252,10 @@ def train(settings: TrainSettings) -> Path:
     # Seeded after the cache is built: building it creates the detector, which draws from the
     # global RNG, so a run that builds the cache would otherwise start from other weights.
     torch.manual_seed(settings.seed)
-    teacher_files = _teacher_files(Path(settings.cache_dir)) if max(settings.loss_teacher, settings.loss_teacher_relation) > 0 else None
-    with_teacher = attach_teacher(splits, Path(settings.cache_dir), settings.teacher_target) if teacher_files is not None else []
+    views = PHOTO_VIEWS if settings.teacher_views == PHOTO_VIEWS else crop_views(settings.input_size)
+    teacher_files = (_teacher_files(Path(settings.cache_dir), views)
+                     if max(settings.loss_teacher, settings.loss_teacher_relation) > 0 else None)
+    with_teacher = attach_teacher(splits, Path(settings.cache_dir), settings.teacher_target, views) if teacher_files is not None else []
     parent = None
     if settings.init_weights:
         model, config = load_model(settings.init_weights, device="cpu")
@@ -326,10 +336,10 @@ def train(settings: TrainSettings) -> Path:
         epoch = state["epoch"] + 1
         # A teacher cache still being built (train/teacher.py, rewritten every 500 faces) is
         # read again each epoch, so a run started beside it learns from every descriptor so far.
-        current = _teacher_files(Path(settings.cache_dir)) if teacher_files is not None else None
+        current = _teacher_files(Path(settings.cache_dir), views) if teacher_files is not None else None
         if current != teacher_files:
             teacher_files = current
-            with_teacher = attach_teacher(splits, Path(settings.cache_dir), settings.teacher_target)
+            with_teacher = attach_teacher(splits, Path(settings.cache_dir), settings.teacher_target, views)
             fer, utk, celeba = splits["ferplus_train"], splits["utk_train"], identity_faces(splits)
             described = {name: len(splits[name].described()) for name in with_teacher}
             append_line(run_dir, f"identity teacher descriptors reread: {described}")
@@ -416,9 +426,9 @@ def snapshot_dir(run_dir: Path, epoch: int) -> Path:
     return Path(run_dir) / "epochs" / f"{epoch:03d}"
 
 
-def _teacher_files(cache_dir: Path) -> dict[str, float]:
+def _teacher_files(cache_dir: Path, views: str) -> dict[str, float]:
     """Modification times of the teacher cache's files, by name: changes when it grows."""
-    return {path.name: path.stat().st_mtime for path in sorted((cache_dir / "teacher").glob("*.npz"))}
+    return {path.name: path.stat().st_mtime for path in sorted((cache_dir / teacher_folder(views)).glob("*.npz"))}
 
 
 def _exported_config(config, settings, state, report, splits, parent, verification=None,

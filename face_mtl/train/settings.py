@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass, fields
 
-from ..data.sets import TEACHER_TARGETS
+from ..data.sets import TEACHER_TARGETS, TEACHER_VIEWS
 
 # Identity heads the export can keep (train/embedding.py); "best" chooses among them.
 IDENTITY_HEADS = ("trained", "pca", "lda")
 CHOICES = {"precision": ("auto", "bf16", "fp32"), "embedding_head": ("best", *IDENTITY_HEADS),
-           "teacher_target": TEACHER_TARGETS}
+           "teacher_target": TEACHER_TARGETS, "teacher_views": TEACHER_VIEWS}
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,10 @@ class TrainSettings:
     # the training faces' mean descriptor and scaled to unit length ("centred", the part that
     # tells people apart: data/sets.py attach_teacher).
     teacher_target: str = "raw"
+    # What the teacher described: each whole photo ("photos"), or the student's own cached crops
+    # at its input size ("crops": python -m face_mtl.train.teacher --views crops), so that the
+    # targets hold only what the student's input holds.
+    teacher_views: str = "photos"
     # Relational distillation (train/losses.py teacher_relation_loss): the squared gap between
     # the student's and the teacher's cosine similarity of every two faces of a batch. 0: off.
     loss_teacher_relation: float = 0.0

@@ -23,10 +23,15 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.sets import (
+    CACHE_MARGIN,
     FERPLUS_UPSAMPLE,
+    PHOTO_VIEWS,
     SPLITS,
     TEACHER_SIZE,
+    CropSet,
+    crop_views,
     load_ferplus,
+    teacher_folder,
     upsampled_rgb,
     wild_boxes,
     wild_upsampled,
@@ -132,8 +137,26 @@ def dlib_descriptors(paths: list, boxes: np.ndarray, desc: str = "dlib descripto
     return out
 
 
-def teacher_path(cache_dir: Path, name: str) -> Path:
-    return Path(cache_dir) / "teacher" / f"{name}.npz"
+def teacher_path(cache_dir: Path, name: str, views: str = PHOTO_VIEWS) -> Path:
+    return Path(cache_dir) / teacher_folder(views) / f"{name}.npz"
+
+
+CROP_VIEW_FACE = 192  # pixels across the face when the teacher sees a student's crop (dlib aligns to 150)
+
+
+def crop_view(crop: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """A cached margin crop (CACHE_MARGIN around the face) as the teacher sees it: enlarged so
+    the face is CROP_VIEW_FACE pixels across, edge-padded by its own side for the landmark
+    predictor's context; returns (image, face box)."""
+    from PIL import Image
+
+    side = crop.shape[0]
+    scale = CROP_VIEW_FACE * (1 + 2 * CACHE_MARGIN) / side
+    big = round(side * scale)
+    image = np.asarray(Image.fromarray(crop).resize((big, big), Image.BICUBIC))
+    image = np.pad(image, ((big, big), (big, big), (0, 0)), mode="edge")
+    inset = big * CACHE_MARGIN / (1 + 2 * CACHE_MARGIN)
+    return image, (big + inset, big + inset, 2 * big - inset, 2 * big - inset)
 
 
 # Sets of whole FER+ images (no detection: each image is a face crop), by their npz file.
@@ -145,7 +168,7 @@ DEFAULT_SETS = ("celeba_val", "celeba_train", "utk_train", "celeba_wild_train", 
 
 def build_teacher_cache(
     cache_dir: Path, names: tuple[str, ...] = DEFAULT_SETS, chunk: int = 500,
-    workers: int = 1, data_dir: Path = Path("../shared/data"),
+    workers: int = 1, data_dir: Path = Path("../shared/data"), views: str = PHOTO_VIEWS,
 ) -> None:
     """Descriptors of every found face in the detection cache ``boxes/NAME.npz`` (built by
     ``build_splits``), saved as ``teacher/NAME.npz`` in the order of the CropSet of that name.
@@ -155,10 +178,15 @@ def build_teacher_cache(
     Faces are described in a fixed random order and the file is rewritten every ``chunk``
     faces, rows not done yet left at zero (= no teacher): training can start from a partial
     cache, and an interrupted build resumes where it stopped.
+
+    ``views`` ``crop_views(size)``: describe the student's own cached crops at that input size
+    instead (``crop_view``; every split of the crop cache), into ``teacher_crops{size}/``: the
+    teacher then describes only what the student can see.
     """
     with _teacher_pool(workers) as pool:  # one set of processes (and dlib loads) for every chunk
         for name in names:
-            _describe_set(cache_dir, name, _faces_of(cache_dir, data_dir, name), chunk, pool)
+            faces = _faces_of(cache_dir, data_dir, name) if views == PHOTO_VIEWS else _crops_of(cache_dir, views, name)
+            _describe_set(cache_dir, name, faces, chunk, pool, views)
 
 
 @dataclass(frozen=True)
@@ -188,9 +216,16 @@ def _faces_of(cache_dir: Path, data_dir: Path, name: str) -> _Faces:
     return _Faces(files[chosen], boxes[chosen], lambda k: Path(str(files[chosen[k]])))
 
 
-def _describe_set(cache_dir: Path, name: str, faces: _Faces, chunk: int, pool) -> None:
+def _crops_of(cache_dir: Path, views: str, name: str) -> _Faces:
+    crops = CropSet.load(Path(cache_dir) / views / f"{name}.npz").crops
+    box = np.array(crop_view(crops[0])[1], np.float32) if len(crops) else np.zeros(4, np.float32)
+    return _Faces(np.array([f"{views}/{name}:{i}" for i in range(len(crops))]), np.tile(box, (len(crops), 1)),
+                  lambda k: crop_view(crops[k])[0])
+
+
+def _describe_set(cache_dir: Path, name: str, faces: _Faces, chunk: int, pool, views: str = PHOTO_VIEWS) -> None:
     """``build_teacher_cache`` for one set."""
-    out = teacher_path(cache_dir, name)
+    out = teacher_path(cache_dir, name, views)
     vectors = np.zeros((len(faces.names), TEACHER_SIZE), np.float32)
     if out.exists():
         with np.load(out) as data:
@@ -221,6 +256,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="data folder, to build the detection cache when missing (default ../shared/data)")
     parser.add_argument("--input-size", type=int, default=64,
                         help="crop size of the crop cache built with it (default 64, the shipped network's)")
+    parser.add_argument("--views", choices=("photos", "crops"), default="photos",
+                        help="photos: the teacher sees each photo (default); crops: it sees the student's cached "
+                             "crops at --input-size, enlarged (every split of the crop cache; teacher_cropsN/)")
     parser.add_argument("--workers", type=int, default=1,
                         help="processes describing faces at once, one core each (default 1: training "
                              "beside it keeps the rest; use the machine's cores when nothing else runs)")
@@ -228,6 +266,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     cache = Path(args.cache)
+    if args.views == "crops":
+        from ..data.sets import build_splits, crop_cache_complete
+
+        if not crop_cache_complete(cache, args.input_size):
+            build_splits(Path(args.data), cache, args.input_size)
+        build_teacher_cache(cache, tuple(args.sets), workers=args.workers, views=crop_views(args.input_size))
+        return
     if any(not (cache / "boxes" / f"{name}.npz").exists() for name in args.sets if name not in FERPLUS_TEACHER_SETS):
         from ..data.sets import build_splits
 
