@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from face_mtl.data.sets import PHOTO_VIEWS, attach_teacher, build_splits, crop_views
+from face_mtl.data.sets import PHOTO_VIEWS, TEACHER_VIEWS, attach_teacher, build_splits, views_of
 from face_mtl.evaluate import VERIFICATION_PAIRS, predict_cached, verification_accuracy, verification_pairs
 from face_mtl.identity import normalize
 from face_mtl.weights import load_model
@@ -44,14 +44,14 @@ def scores(vectors: np.ndarray, pairs: np.ndarray, is_same: np.ndarray) -> dict[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default=None, help="student weights folder (default: bundled)")
-    parser.add_argument("--views", choices=("photos", "crops"), default="photos", help="what the teacher described")
+    parser.add_argument("--views", choices=TEACHER_VIEWS, default=PHOTO_VIEWS, help="what the teacher described")
     parser.add_argument("--sample", type=int, default=1000, help="faces of each training set (default 1000)")
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--cache", default=".cache")
     args = parser.parse_args()
 
     model, config = load_model(args.weights)
-    views = PHOTO_VIEWS if args.views == "photos" else crop_views(config.input_size)
+    views = views_of(args.views, config.input_size)
     splits = build_splits(Path(args.data), Path(args.cache), config.input_size)
     attach_teacher(splits, Path(args.cache), "raw", views)
     raw = {name: splits[name].teacher for name in SETS}

@@ -527,8 +527,10 @@ PHOTO_VIEWS = "photos"
 TEACHER_VIEWS = ("photos", "crops")
 
 
-def crop_views(input_size: int) -> str:
-    return f"crops{input_size}"
+def views_of(choice: str, input_size: int) -> str:
+    """The views a TEACHER_VIEWS choice means for a network of this input size: "photos", or
+    "crops64" for "crops" at 64 px."""
+    return PHOTO_VIEWS if choice == PHOTO_VIEWS else f"crops{input_size}"
 
 
 def teacher_folder(views: str = PHOTO_VIEWS) -> str:

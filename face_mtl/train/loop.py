@@ -18,15 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..config import ModelConfig
-from ..data.sets import (
-    PHOTO_VIEWS,
-    CropSet,
-    attach_teacher,
-    build_splits,
-    crop_views,
-    identity_faces,
-    teacher_folder,
-)
+from ..data.sets import CropSet, attach_teacher, build_splits, identity_faces, teacher_folder, views_of
 from ..evaluate import evaluate_splits, headline, pair_scores, verification_calibration
 from ..model import FaceMTLNet, cpu_has_native_bf16
 from ..weights import load_model, save_model
@@ -252,7 +244,7 @@ def train(settings: TrainSettings) -> Path:
     # Seeded after the cache is built: building it creates the detector, which draws from the
     # global RNG, so a run that builds the cache would otherwise start from other weights.
     torch.manual_seed(settings.seed)
-    views = PHOTO_VIEWS if settings.teacher_views == PHOTO_VIEWS else crop_views(settings.input_size)
+    views = views_of(settings.teacher_views, settings.input_size)
     teacher_files = (_teacher_files(Path(settings.cache_dir), views)
                      if max(settings.loss_teacher, settings.loss_teacher_relation) > 0 else None)
     with_teacher = attach_teacher(splits, Path(settings.cache_dir), settings.teacher_target, views) if teacher_files is not None else []

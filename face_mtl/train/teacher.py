@@ -28,11 +28,12 @@ from ..data.sets import (
     PHOTO_VIEWS,
     SPLITS,
     TEACHER_SIZE,
+    TEACHER_VIEWS,
     CropSet,
-    crop_views,
     load_ferplus,
     teacher_folder,
     upsampled_rgb,
+    views_of,
     wild_boxes,
     wild_upsampled,
 )
@@ -179,7 +180,7 @@ def build_teacher_cache(
     faces, rows not done yet left at zero (= no teacher): training can start from a partial
     cache, and an interrupted build resumes where it stopped.
 
-    ``views`` ``crop_views(size)``: describe the student's own cached crops at that input size
+    ``views`` "crops64" (``views_of``): describe the student's own cached crops at that input size
     instead (``crop_view``; every split of the crop cache), into ``teacher_crops{size}/``: the
     teacher then describes only what the student can see.
     """
@@ -256,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="data folder, to build the detection cache when missing (default ../shared/data)")
     parser.add_argument("--input-size", type=int, default=64,
                         help="crop size of the crop cache built with it (default 64, the shipped network's)")
-    parser.add_argument("--views", choices=("photos", "crops"), default="photos",
+    parser.add_argument("--views", choices=TEACHER_VIEWS, default=PHOTO_VIEWS,
                         help="photos: the teacher sees each photo (default); crops: it sees the student's cached "
                              "crops at --input-size, enlarged (every split of the crop cache; teacher_cropsN/)")
     parser.add_argument("--workers", type=int, default=1,
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
 
         if not crop_cache_complete(cache, args.input_size):
             build_splits(Path(args.data), cache, args.input_size)
-        build_teacher_cache(cache, tuple(args.sets), workers=args.workers, views=crop_views(args.input_size))
+        build_teacher_cache(cache, tuple(args.sets), workers=args.workers, views=views_of(args.views, args.input_size))
         return
     if any(not (cache / "boxes" / f"{name}.npz").exists() for name in args.sets if name not in FERPLUS_TEACHER_SETS):
         from ..data.sets import build_splits
