@@ -351,7 +351,7 @@ def test_reference_targets_are_the_flip_averaged_probabilities_cached_once_per_r
     torch.manual_seed(7)
     assert torch.equal(drawn_after, torch.rand(3))
     assert attached == ["utk_train", "celeba_train"] and key == reference.reference_key(random_weights)
-    assert (tmp_path / "reference" / key / "utk_train.npz").is_file()
+    assert (tmp_path / "reference" / key / f"crops{config.input_size}" / "utk_train.npz").is_file()
     targets = splits["utk_train"].reference
     assert targets.shape == (3, config.max_age + 1 + len(config.genders) + len(config.ethnicities))
     assert splits["utk_val"].reference.shape == (2, 0)  # held-out faces get none
@@ -381,9 +381,22 @@ def test_reference_targets_are_the_flip_averaged_probabilities_cached_once_per_r
     # The weights file itself names the cache, as a path or as the folder.
     assert reference.reference_key(random_weights / "model.safetensors") == key
 
-    # A reference that sees faces at another size or predicts other classes cannot teach.
-    with pytest.raises(ValueError, match="input_size"):
-        reference.attach_reference({"utk_train": faces(1)}, random_weights, config.with_updates(input_size=64), tmp_path)
+    # A student at another input size gets the reference's view at the reference's own size,
+    # cached beside (not over) the targets for the first size's crops.
+    smaller = config.with_updates(input_size=64)
+    other_size = {"utk_train": splits["utk_train"]}
+    reference.attach_reference(other_size, random_weights, smaller, tmp_path)
+    np.testing.assert_allclose(other_size["utk_train"].reference, targets, atol=1e-6)
+    assert (tmp_path / "reference" / key / "crops64" / "utk_train.npz").is_file()
+    x64 = next(cached_inputs(splits["utk_train"].crops, smaller))
+    with torch.inference_mode():
+        at_student_size = model(torch.cat([x64, torch.flip(x64, dims=[3])]))["age"].float().softmax(dim=1)
+    assert not np.allclose(targets[:, :at_student_size.shape[1]], ((at_student_size[:3] + at_student_size[3:]) / 2).numpy(),
+                           atol=1e-3)
+    monkeypatch.setattr(reference, "reference_probabilities", lambda *a, **k: pytest.fail("recomputed"))
+    reference.attach_reference({"utk_train": rebuilt["utk_train"]}, random_weights, config, tmp_path)
+    monkeypatch.undo()
+    # A reference that predicts other classes cannot teach.
     with pytest.raises(ValueError, match="max_age"):
         reference.attach_reference({"utk_train": faces(1)}, random_weights, config.with_updates(max_age=80), tmp_path)
     with pytest.raises(ValueError, match="reference_weights"):
