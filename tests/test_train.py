@@ -416,12 +416,12 @@ def test_attribute_heads_command_refits_only_those_heads_towards_the_reference(t
 
     assert main(["attribute-heads", "--weights", str(source), "--reference", str(tmp_path / "missing"), *common]) != 0
     assert "no such weights folder" in capsys.readouterr().err
-    # A reference that sees faces at another size cannot teach: a clear error, nothing written.
-    other = save_model(FaceMTLNet(config.with_updates(input_size=96)), config.with_updates(input_size=96),
-                       tmp_path / "other_size")
+    # A reference that predicts other classes cannot teach: a clear error, nothing written.
+    other = save_model(FaceMTLNet(config.with_updates(max_age=80)), config.with_updates(max_age=80),
+                       tmp_path / "other_ages")
     assert main(["attribute-heads", "--weights", str(source), "--reference", str(other), "--out",
                  str(tmp_path / "not_written"), *common]) != 0
-    assert "input_size" in capsys.readouterr().err and not (tmp_path / "not_written").exists()
+    assert "max_age" in capsys.readouterr().err and not (tmp_path / "not_written").exists()
     # Without --out the weights folder itself is rewritten.
     assert main(["attribute-heads", "--weights", str(tmp_path / "refitted"), "--reference", str(reference),
                  "--epochs", "1", *common]) == 0
