@@ -451,9 +451,15 @@ def identity_faces(splits: dict[str, CropSet]) -> CropSet:
     return CropSet.concat([splits[name] for name in IDENTITY_TRAIN_SPLITS if name in splits])
 
 
+def crop_folder(size: int) -> str:
+    """The crop cache's folder for a network input size ("crops64"); caches derived from those
+    crops (teacher views, reference targets) carry the same name."""
+    return f"crops{size}"
+
+
 def crop_cache_complete(cache_dir: Path, size: int) -> bool:
     """Whether every split's crops are cached: then training reads no photos."""
-    return all((Path(cache_dir) / f"crops{size}" / f"{name}.npz").is_file() for name in SPLITS)
+    return all((Path(cache_dir) / crop_folder(size) / f"{name}.npz").is_file() for name in SPLITS)
 
 
 def build_splits(data_dir: Path, cache_dir: Path, size: int, val_fraction: float = 0.1,
@@ -466,7 +472,7 @@ def build_splits(data_dir: Path, cache_dir: Path, size: int, val_fraction: float
     identities of IDENTITY_TRAIN_SPLITS are remapped together to classes 0..K-1.
     """
     boxes_dir = Path(cache_dir) / "boxes"
-    cache_dir = Path(cache_dir) / f"crops{size}"
+    cache_dir = Path(cache_dir) / crop_folder(size)
     cache_dir.mkdir(parents=True, exist_ok=True)
 
     def cached(name: str, build) -> CropSet:
@@ -530,7 +536,7 @@ TEACHER_VIEWS = ("photos", "crops")
 def views_of(choice: str, input_size: int) -> str:
     """The views a TEACHER_VIEWS choice means for a network of this input size: "photos", or
     "crops64" for "crops" at 64 px."""
-    return PHOTO_VIEWS if choice == PHOTO_VIEWS else f"crops{input_size}"
+    return PHOTO_VIEWS if choice == PHOTO_VIEWS else crop_folder(input_size)
 
 
 def teacher_folder(views: str = PHOTO_VIEWS) -> str:

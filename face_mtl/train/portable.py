@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..data.sets import CropSet
+from ..data.sets import CropSet, crop_folder
 
 TILE_MULTIPLE = 16  # the JPEG block grid of 4:2:0 colour (8 for grayscale)
 MOSAIC_COLUMNS = 64
@@ -112,13 +112,13 @@ def pack(cache_dir: Path, size: int, out_dir: Path, quality: int = 85, names: li
     attached where cached; returns each pack's size in bytes."""
     from ..data.sets import attach_teacher
 
-    folder = Path(cache_dir) / f"crops{size}"
+    folder = Path(cache_dir) / crop_folder(size)
     cached = sorted(p.stem for p in folder.glob("*.npz") if not p.stem.endswith(".tmp"))
     missing = sorted(set(names or []) - set(cached))
     if missing or not cached:
         raise FileNotFoundError(f"no crop cache {', '.join(missing) or 'at all'} in {folder}: build it first")
     names = names or cached
-    splits = {name: CropSet.load(Path(cache_dir) / f"crops{size}" / f"{name}.npz") for name in names}
+    splits = {name: CropSet.load(Path(cache_dir) / crop_folder(size) / f"{name}.npz") for name in names}
     attach_teacher(splits, Path(cache_dir))
     return {name: pack_split(crop_set, Path(out_dir) / f"{name}.npz", quality) for name, crop_set in splits.items()}
 
@@ -129,7 +129,7 @@ def unpack(pack_dirs: list[Path], cache_dir: Path, size: int) -> list[str]:
     for pack_dir in pack_dirs:
         for path in sorted(Path(pack_dir).glob("*.npz")):
             crop_set, has_teacher = unpack_split(path)
-            target = Path(cache_dir) / f"crops{size}" / path.name
+            target = Path(cache_dir) / crop_folder(size) / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
             CropSet(**{**crop_set.__dict__, "teacher": np.zeros_like(crop_set.teacher)}).save(target)
             if has_teacher:

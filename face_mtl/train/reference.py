@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from ..config import ModelConfig
-from ..data.sets import CropSet
+from ..data.sets import CropSet, crop_folder
 from ..evaluate import cached_inputs
 from ..model import softmax_of_views
 from ..weights import CONFIG_FILE, WEIGHTS_FILE, load_model, resolve_weights
@@ -85,7 +85,7 @@ def attach_reference(splits: dict[str, CropSet], weights: str | Path, student: M
     key = reference_key(weights)
     # One folder per student size: runs at 64 and 72 px share a reference without evicting
     # each other's targets.
-    folder = Path(cache_dir) / "reference" / key / f"crops{student.input_size}"
+    folder = Path(cache_dir) / "reference" / key / crop_folder(student.input_size)
     folder.mkdir(parents=True, exist_ok=True)
     attached = []
     for name in [n for n in splits if n.endswith("_train")]:
