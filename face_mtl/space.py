@@ -102,7 +102,7 @@ def space_readme(gradio_version: str, hub_repo: str | None = None, hub_revision:
 # face_mtl
 
 Every face in a photo or clip, with its facial expression, apparent age, gender and ethnicity,
-and an identity embedding for comparing faces, from one lightweight CNN (ResNet-18 at 64×64)
+and an identity embedding for comparing faces, from one lightweight CNN (ResNet-18)
 behind the MTCNN face detector. These are estimates of appearance, not facts about people: read
 the **About** tab and the [model card](MODEL_CARD.md) before using them, and do not use them to
 make decisions about people.

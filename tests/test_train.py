@@ -336,6 +336,37 @@ def test_a_relative_data_folder_reuses_the_detections_cached_under_its_absolute_
     assert len(second["celeba_wild_train"]) == len(first["celeba_wild_train"]) > 0
 
 
+def test_a_run_continues_weights_trained_at_another_input_size(tiny_data, tmp_path):
+    """--init-weights of another input size: the network pools globally, so the run starts from
+    those weights at its own size (how the 72 px weights continued the 64 px ones)."""
+    from face_mtl.config import ModelConfig
+    from face_mtl.model import FaceMTLNet
+    from face_mtl.weights import save_model
+
+    torch.manual_seed(0)
+    config = ModelConfig(backbone="mobilenetv4_conv_small", input_size=64)
+    source = save_model(FaceMTLNet(config), config, tmp_path / "at64")
+    settings = TrainSettings(
+        data_dir=str(tiny_data), cache_dir=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
+        init_weights=str(source), backbone="mobilenetv4_conv_small", input_size=72, epochs=1, max_steps=1,
+        lr=0.0, warmup_epochs=0.0, batch_emotion=4, batch_utk=4, batch_identity=4, device="cpu",
+        bn_recalibration_batches=1, loss_teacher=0.0, loss_teacher_relation=0.0, embedding_head="trained",
+    )
+    exported = train(settings)
+    assert "--init-weights: 64 px weights continue at 72 px" in (tmp_path / "run" / "train.log").read_text()
+    continued = FaceAnalyzer(weights=exported, device="cpu").config
+    assert continued.input_size == 72
+    assert continued.training["initialised_from"]["weights"] == str(source)
+    # At a learning rate of 0 every learned weight is the 64 px network's; only BatchNorm's
+    # running statistics were estimated again, on 72 px faces.
+    before, after = load_file(str(source / "model.safetensors")), load_file(str(exported / "model.safetensors"))
+    assert before.keys() == after.keys()
+    learned = [name for name in before if not name.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert learned and all(torch.equal(before[name], after[name]) for name in learned)
+    statistics = [name for name in before if name.endswith("running_mean")]
+    assert any(not torch.equal(before[name], after[name]) for name in statistics)
+
+
 def test_identity_head_command_refits_exported_weights(tiny_data, tmp_path, capsys):
     from face_mtl.cli import main
     from face_mtl.config import ModelConfig
