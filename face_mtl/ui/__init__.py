@@ -214,9 +214,10 @@ backbone with one small head per task, in the style of HSEmotion) predicts:
 
 | Output | Trained on | Terms |
 |---|---|---|
-| expression | FER2013 images with the FER+ relabelling (10 annotators per image) | FER2013: research use (Kaggle challenge data); FER+ labels: MIT licence |
-| age, gender, ethnicity | UTKFace | non-commercial research use only |
-| identity embedding | CelebA identities | non-commercial research use only |
+| expression | FER2013 images with the FER+ relabelling (10 annotators per image); CelebA's `smiling` for happiness | FER2013: research use (Kaggle challenge data); FER+ labels: MIT licence; CelebA: non-commercial research use only |
+| age, ethnicity | UTKFace | non-commercial research use only |
+| gender | UTKFace and CelebA's `male` | non-commercial research use only |
+| identity embedding | CelebA identities (about 3,900 people) | non-commercial research use only |
 | face detector | MTCNN weights shipped with facenet-pytorch | see facenet-pytorch |
 
 Because of these datasets' terms, **the model weights are for non-commercial research use only**
@@ -231,7 +232,7 @@ about the person.
   the person feels: people smile when sad and look neutral when happy.
 - *Age* is apparent age. Errors of several years are normal, and larger for children, older
   people, heavy make-up, poor light and low resolution.
-- *Gender* is the binary label UTKFace's annotators gave to a face's appearance. It is not the
+- *Gender* is the binary label UTKFace's and CelebA's annotators gave to a face's appearance. It is not the
   person's gender identity or sex.
 - *Ethnicity* is one of UTKFace's five coarse appearance categories ("others" merges many
   groups). It is not ancestry, nationality or how the person identifies.

@@ -40,7 +40,7 @@ def make_compare_faces(analyzer: FaceAnalyzer) -> Callable[[str | None, str | No
         Returns:
             the first and the second photo (WebP files) with their faces boxed and labelled A1, A2... and
             B1, B2... (largest first); the verdict in words, e.g. "Same person — similarity
-            0.71, threshold 0.48" (cosine similarity of A1 and B1 against the calibrated
+            0.71, threshold 0.34" (cosine similarity of A1 and B1 against the calibrated
             threshold); a Plotly heatmap of every face pair's similarity when a photo has
             several faces, else None.
         """
