@@ -248,13 +248,13 @@ def train(settings: TrainSettings) -> Path:
     teacher_files = (_teacher_files(Path(settings.cache_dir), views)
                      if max(settings.loss_teacher, settings.loss_teacher_relation) > 0 else None)
     with_teacher = attach_teacher(splits, Path(settings.cache_dir), settings.teacher_target, views) if teacher_files is not None else []
-    parent, resized = None, None
+    parent = None
     if settings.init_weights:
         model, config = load_model(settings.init_weights, device="cpu")
         if config.input_size != settings.input_size:
             # The network pools globally, so its weights run at any size: a run may continue
             # another run's weights at a new input size (how the 72 px weights began).
-            resized = f"--init-weights: {config.input_size} px weights continue at {settings.input_size} px"
+            append_line(run_dir, f"--init-weights: {config.input_size} px weights continue at {settings.input_size} px")
             config = config.with_updates(input_size=settings.input_size)
         # The exported config keeps the lineage: how the starting weights were made.
         parent = {"weights": settings.init_weights, "training": config.training, "metrics": config.metrics.get("summary")}
@@ -293,8 +293,6 @@ def train(settings: TrainSettings) -> Path:
         state = load_checkpoint(run_dir, modules, optimizer, generator, cyclers)
         append_line(run_dir, f"resumed {run_dir} at epoch {state['epoch']}")
     (run_dir / SETTINGS_FILE).write_text(json.dumps(settings.to_dict(), indent=2), encoding="utf-8")
-    if resized:
-        append_line(run_dir, resized)
     append_line(run_dir, f"identity teacher descriptors: {', '.join(with_teacher) or 'none cached'}")
     if with_reference:
         append_line(run_dir, f"reference targets from {settings.reference_weights} (cache {reference_key}): "
